@@ -1,0 +1,226 @@
+"""The cross term B(z) of Eq. (16) and its Jacobian, for each interaction pattern w.
+
+A layer's units are grouped in independent *rows*: one row is one sample of a linear layer,
+or one (sample, output channel) pair of a conv layer, and w couples units of a row only.
+Every coupling works on z of shape (R, D) and returns a :class:`Linearization` at z:
+
+    B_i(z)          = sum_k w_ik tanh(p (z_k - z_i))                  (Eq. 16)
+    (dB/dz v)_i     = sum_k K_ik (v_k - v_i),  K_ik = w_ik p sech^2(p (z_k - z_i))
+    energy_i(z)     = sum_k w_ik S(z_k - z_i),  S(u) = log(cosh(p u)) / p   (Eq. 5, Eq. 13)
+
+dB/dz = K - diag(K 1) is symmetric and negative semi-definite, so I + lam dB/dz is symmetric
+positive definite for every lam < 1/(2p): the Newton and backward systems are solved with CG.
+
+Three couplings:
+- :class:`DenseCoupling`: exact O(D^2) pairwise sums with uniform w = 1/D (linear layers,
+  small conv maps, and the reference for everything else).
+- :class:`WindowCoupling`: exact sums over a k x k window of a conv map, w = 1/k^2 inside the
+  window and the image.
+- :class:`ibnn.grid.GridCoupling`: uniform w = 1/D in O(D + M log M) per row (fast path).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "Coupling",
+    "Linearization",
+    "PreciseCoupling",
+    "DenseCoupling",
+    "WindowCoupling",
+    "log_cosh",
+]
+
+_DENSE_CHUNK = 1 << 24  # elements of a (rows, D, D) block materialised at once
+
+
+def log_cosh(x: Tensor) -> Tensor:
+    """Numerically stable log(cosh(x)) for any finite x."""
+    a = x.abs()
+    return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
+
+
+@dataclass
+class Linearization:
+    """The cross term and its Jacobian at one point z of shape (R, D).
+
+    Attributes:
+        B: (R, D) cross term B(z).
+        diag: (R, D) diagonal of dB/dz (non-positive).
+        matvec: maps v of shape (R, D) to (dB/dz) v, shape (R, D).
+    """
+
+    B: Tensor
+    diag: Tensor
+    matvec: Callable[[Tensor], Tensor]
+
+
+class Coupling(Protocol):
+    """What solvers and the implicit backward need from an interaction pattern."""
+
+    p: float
+
+    def linearize(self, z: Tensor) -> Linearization:
+        """B(z), the diagonal of dB/dz and a matvec with dB/dz, for z of shape (R, D)."""
+        ...
+
+    def cross(self, z: Tensor) -> Tensor:
+        """B(z) alone, shape (R, D)."""
+        ...
+
+    def energy(self, z: Tensor) -> Tensor:
+        """Per-row interaction energy sum_i sum_k w_ik S(z_k - z_i), shape (R,)."""
+        ...
+
+
+class PreciseCoupling:
+    """Base of the couplings: public methods take z in any float dtype and compute in float64.
+
+    The cross term sums D terms of size ~1 and the solver multiplies it by lam (up to 10): in
+    float32 that roundoff alone is ~1e-5, the size of the solve tolerance. The sums are
+    memory-bound, so forming them in float64 costs about nothing on the CPU. Subclasses
+    implement ``_cross``, ``_energy`` and ``_linearize`` in ``self.dtype``.
+    """
+
+    p: float
+    dtype: torch.dtype = torch.float64
+
+    def cross(self, z: Tensor) -> Tensor:
+        """B(z), shape (R, D)."""
+        return self._cross(z.to(self.dtype)).to(z.dtype)
+
+    def energy(self, z: Tensor) -> Tensor:
+        """Per-row sum_i sum_k w_ik S(z_k - z_i), shape (R,)."""
+        return self._energy(z.to(self.dtype)).to(z.dtype)
+
+    def linearize(self, z: Tensor) -> Linearization:
+        """B(z), diag(dB/dz) and v -> (dB/dz) v at z of shape (R, D)."""
+        lin = self._linearize(z.to(self.dtype))
+        inner = lin.matvec
+
+        def matvec(v: Tensor) -> Tensor:
+            return inner(v.to(self.dtype)).to(v.dtype)
+
+        return Linearization(B=lin.B.to(z.dtype), diag=lin.diag.to(z.dtype), matvec=matvec)
+
+
+class DenseCoupling(PreciseCoupling):
+    """Exact pairwise cross term with uniform weights w_ik = 1/D over all D units of a row.
+
+    Args:
+        p: slope of sigma(u) = tanh(p u).
+    """
+
+    def __init__(self, p: float) -> None:
+        self.p = float(p)
+
+    def _chunks(self, z: Tensor):
+        rows, d = z.shape
+        step = max(1, _DENSE_CHUNK // max(1, d * d))
+        for start in range(0, rows, step):
+            yield slice(start, min(rows, start + step))
+
+    def _diff(self, z: Tensor) -> Tensor:
+        # diff[r, i, k] = z_k - z_i
+        return z[:, None, :] - z[:, :, None]
+
+    def _cross(self, z: Tensor) -> Tensor:
+        out = torch.empty_like(z)
+        for s in self._chunks(z):
+            out[s] = torch.tanh(self.p * self._diff(z[s])).mean(-1)
+        return out
+
+    def _energy(self, z: Tensor) -> Tensor:
+        out = z.new_empty(z.shape[0])
+        for s in self._chunks(z):
+            out[s] = (log_cosh(self.p * self._diff(z[s])) / self.p).mean(-1).sum(-1)
+        return out
+
+    def _linearize(self, z: Tensor) -> Linearization:
+        d_units = z.shape[1]
+        B = torch.empty_like(z)
+        row_sum = torch.empty_like(z)
+        kernels = []
+        for s in self._chunks(z):
+            t = torch.tanh(self.p * self._diff(z[s]))
+            k = (self.p / d_units) * (1.0 - t * t)
+            B[s] = t.mean(-1)
+            row_sum[s] = k.sum(-1)
+            kernels.append((s, k))
+
+        def matvec(v: Tensor) -> Tensor:
+            out = torch.empty_like(v)
+            for s, k in kernels:
+                out[s] = torch.bmm(k, v[s].unsqueeze(-1)).squeeze(-1) - row_sum[s] * v[s]
+            return out
+
+        diag = self.p / d_units - row_sum
+        return Linearization(B=B, diag=diag, matvec=matvec)
+
+
+class WindowCoupling(PreciseCoupling):
+    """Exact cross term over a k x k window of each conv map.
+
+    w_ik = 1/k^2 when unit k lies in the k x k window centred on unit i and inside the image,
+    0 otherwise. The pattern is symmetric (w_ik = w_ki); rows near the border sum to less than 1.
+
+    Args:
+        p: slope of sigma(u) = tanh(p u).
+        extent: odd window side k.
+        height: map height H (rows have D = H * W units, row-major).
+        width: map width W.
+    """
+
+    def __init__(self, p: float, extent: int, height: int, width: int) -> None:
+        if extent < 1 or extent % 2 == 0:
+            raise ValueError(f"`w_extent` must be a positive odd int, but got {extent!r}")
+        self.p = float(p)
+        self.extent = int(extent)
+        self.height = int(height)
+        self.width = int(width)
+        self._mask_cache: dict[tuple, Tensor] = {}
+
+    def _neighbours(self, v: Tensor) -> Tensor:
+        """(R, D) -> (R, k*k, D): the value of each window position around every unit."""
+        rows = v.shape[0]
+        img = v.reshape(rows, 1, self.height, self.width)
+        return F.unfold(img, self.extent, padding=self.extent // 2)
+
+    def weights(self, like: Tensor) -> Tensor:
+        """(k*k, D) window weights: 1/k^2 inside the image, 0 outside."""
+        key = (like.device, like.dtype)
+        if key not in self._mask_cache:
+            ones = torch.ones(1, self.height * self.width, device=like.device, dtype=like.dtype)
+            self._mask_cache[key] = self._neighbours(ones)[0] / self.extent**2
+        return self._mask_cache[key]
+
+    def _cross(self, z: Tensor) -> Tensor:
+        w = self.weights(z)
+        return (w * torch.tanh(self.p * (self._neighbours(z) - z[:, None, :]))).sum(1)
+
+    def _energy(self, z: Tensor) -> Tensor:
+        w = self.weights(z)
+        s = log_cosh(self.p * (self._neighbours(z) - z[:, None, :])) / self.p
+        return (w * s).sum(dim=(1, 2))
+
+    def _linearize(self, z: Tensor) -> Linearization:
+        w = self.weights(z)
+        t = torch.tanh(self.p * (self._neighbours(z) - z[:, None, :]))
+        B = (w * t).sum(1)
+        k = w * self.p * (1.0 - t * t)
+        row_sum = k.sum(1)
+
+        def matvec(v: Tensor) -> Tensor:
+            return (k * self._neighbours(v)).sum(1) - row_sum * v
+
+        centre = (self.extent * self.extent) // 2
+        diag = w[centre] * self.p - row_sum
+        return Linearization(B=B, diag=diag, matvec=matvec)

@@ -1,0 +1,151 @@
+"""Fast cross term for uniform w = 1/D: each row's distribution convolved with tanh(p .).
+
+With uniform weights, B_i(z) = g(z_i) where g(t) = mean_k tanh(p (z_k - t)) is one smooth 1-D
+function per row. We put each row's points on a grid of its own (spacing h, origin at the row's
+minimum), spread each point onto its 4 nearest nodes with cubic Lagrange weights, convolve the
+grid with the kernel by FFT, and read g back at every point with the same cubic weights.
+Both interpolations are exact for cubic polynomials, so the error is O((p h)^4): about 1e-6 at
+the default p h = 0.05 (tests compare with the exact O(D^2) sum).
+
+A row's grid depends on that row alone (its own minimum and spacing), so a sample's output does
+not depend on the other samples in its batch. Cost per evaluation: O(D + M log M) per row, with
+M = range(z_row) / h nodes, capped at ``max_nodes`` (beyond the cap h grows and accuracy degrades
+gracefully; the solver statistics report the residual either way).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ibnn.coupling import Linearization, PreciseCoupling, log_cosh
+
+__all__ = ["GridCoupling"]
+
+_PAD = 3  # empty nodes kept on each side of a row's range
+
+
+def _fft_size(n: int) -> int:
+    """Smallest 2^a * 3^b >= n (fast sizes for pocketfft and cuFFT)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    three = 1
+    while three < n:
+        size = three * (1 << max(0, math.ceil(math.log2(n / three))))
+        best = min(best, size)
+        three *= 3
+    return best
+
+
+class GridCoupling(PreciseCoupling):
+    """Uniform-weight cross term B_i(z) = (1/D) sum_k tanh(p (z_k - z_i)) on a per-row grid.
+
+    Args:
+        p: slope of sigma(u) = tanh(p u).
+        ph: grid spacing in units of 1/p (h = ph / p); 0.05 gives errors of about 1e-6 on B
+            and its Jacobian, also for rows packed within 1/p.
+        max_nodes: cap on grid nodes per row.
+    """
+
+    def __init__(self, p: float, ph: float = 0.05, max_nodes: int = 16384) -> None:
+        if not 0 < ph <= 0.5:
+            raise ValueError(f"`0 < ph <= 0.5` must hold, but got ph={ph!r}")
+        self.p = float(p)
+        self.ph = float(ph)
+        self.max_nodes = int(max_nodes)
+
+    # -- grid construction -------------------------------------------------------------------
+    def _stencil(self, z: Tensor):
+        """Per-row grids, the 4 node indices and cubic weights of every point.
+
+        Returns:
+            idx: (R, 4 * D) int64 node indices; wts: (R, D, 4) weights; h: (R,) spacing;
+            nodes: M, the number of grid nodes (max over rows).
+        """
+        zd = z.detach()
+        lo, hi = zd.aminmax(dim=1)
+        span = hi - lo
+        h = torch.clamp(span / (self.max_nodes - 2 * _PAD - 4), min=self.ph / self.p)
+        u = (zd - (lo - _PAD * h)[:, None]) / h[:, None]
+        base = torch.floor(u)
+        f = u - base
+        wts = torch.stack(
+            [
+                -f * (f - 1.0) * (f - 2.0) / 6.0,
+                (f + 1.0) * (f - 1.0) * (f - 2.0) / 2.0,
+                -(f + 1.0) * f * (f - 2.0) / 2.0,
+                (f + 1.0) * f * (f - 1.0) / 6.0,
+            ],
+            dim=-1,
+        ).to(z.dtype)
+        idx = (base.long()[..., None] + torch.arange(-1, 3, device=z.device)).reshape(
+            z.shape[0], -1
+        )
+        nodes = int(torch.ceil(span / h).max().item()) + 2 * _PAD + 4
+        return idx, wts, h, nodes
+
+    def _kernels(self, h: Tensor, nodes: int, dtype: torch.dtype, which: str):
+        """FFTs of the kernels named in ``which`` on a circular grid of size L >= 2 M.
+
+        "t": c[m] = -tanh(p h m) (cross term), "s": p sech^2(p h m) (Jacobian),
+        "e": S(h m) (energy). Returns a (len(which), R, L // 2 + 1) tensor and L.
+        """
+        size = _fft_size(2 * nodes)
+        m = torch.arange(size, device=h.device, dtype=torch.float64)
+        m = torch.where(m < size // 2, m, m - size)
+        if bool((h == h[0]).all()):
+            h = h[:1]  # one spacing for every row (the usual case): one kernel, broadcast
+        x = self.p * h[:, None] * m  # (R or 1, L)
+        t = torch.tanh(x)
+        make = {
+            "t": lambda: -t,
+            "s": lambda: self.p * (1.0 - t * t),
+            "e": lambda: log_cosh(x) / self.p,
+        }
+        kernels = torch.stack([make[c]() for c in which])
+        return torch.fft.rfft(kernels.to(dtype), n=size), size
+
+    # -- the three grid operations -----------------------------------------------------------
+    @staticmethod
+    def _deposit(a: Tensor, idx: Tensor, wts: Tensor, nodes: int) -> Tensor:
+        q = a.new_zeros(a.shape[0], nodes)
+        return q.scatter_add_(1, idx, (a[..., None] * wts).reshape(a.shape[0], -1))
+
+    @staticmethod
+    def _gather(g: Tensor, idx: Tensor, wts: Tensor) -> Tensor:
+        return (g.gather(1, idx).view_as(wts) * wts).sum(-1)
+
+    def _convolve(self, q_hat: Tensor, kernel_hat: Tensor, size: int, nodes: int) -> Tensor:
+        return torch.fft.irfft(q_hat * kernel_hat, n=size)[:, :nodes]
+
+    # -- public protocol ---------------------------------------------------------------------
+    def _linearize(self, z: Tensor) -> Linearization:
+        idx, wts, h, nodes = self._stencil(z)
+        k_hat, size = self._kernels(h, nodes, z.dtype, "ts")
+        unit = torch.full_like(z, 1.0 / z.shape[1])
+        q_hat = torch.fft.rfft(self._deposit(unit, idx, wts, nodes), n=size)
+        B = self._gather(self._convolve(q_hat, k_hat[0], size, nodes), idx, wts)
+        row_sum = self._gather(self._convolve(q_hat, k_hat[1], size, nodes), idx, wts)
+        sech_hat = k_hat[1]
+
+        def matvec(v: Tensor) -> Tensor:
+            qv = torch.fft.rfft(self._deposit(v / v.shape[1], idx, wts, nodes), n=size)
+            return self._gather(self._convolve(qv, sech_hat, size, nodes), idx, wts) - row_sum * v
+
+        diag = self.p / z.shape[1] - row_sum
+        return Linearization(B=B, diag=diag, matvec=matvec)
+
+    def _cross(self, z: Tensor) -> Tensor:
+        idx, wts, h, nodes = self._stencil(z)
+        k_hat, size = self._kernels(h, nodes, z.dtype, "t")
+        unit = torch.full_like(z, 1.0 / z.shape[1])
+        q_hat = torch.fft.rfft(self._deposit(unit, idx, wts, nodes), n=size)
+        return self._gather(self._convolve(q_hat, k_hat[0], size, nodes), idx, wts)
+
+    def _energy(self, z: Tensor) -> Tensor:
+        idx, wts, h, nodes = self._stencil(z)
+        k_hat, size = self._kernels(h, nodes, z.dtype, "e")
+        unit = torch.full_like(z, 1.0 / z.shape[1])
+        q_hat = torch.fft.rfft(self._deposit(unit, idx, wts, nodes), n=size)
+        return self._gather(self._convolve(q_hat, k_hat[0], size, nodes), idx, wts).sum(-1)

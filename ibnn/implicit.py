@@ -1,0 +1,144 @@
+"""Autograd for the fixed point z*(y, lam) and for the explicit cross term of IBNN-lite.
+
+Backward by implicit differentiation: F(z, y, lam) = z - y + lam B(z) = 0 gives
+dz/dy = H^-1 and dz/dlam = -H^-1 B(z) with H = I + lam dB/dz symmetric, so for an upstream
+gradient g we solve H u = g once (CG) and return grad_y = u, grad_lam = -<u, B(z*)>.
+No graph is kept through the solver's iterations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ibnn.coupling import Coupling
+from ibnn.solvers import FixedPointProblem, SolveInfo, cg
+
+__all__ = ["SolveRecord", "fixed_point", "cross_term"]
+
+
+@dataclass
+class SolveRecord:
+    """Where a layer's forward and backward solves leave their statistics (never printed).
+
+    Attributes:
+        forward: the last forward solve's info, or None.
+        backward_iters: CG iterations of the last backward solve (0 before any).
+        backward_residual: relative residual ||H u - g|| / ||g|| of the last backward solve.
+    """
+
+    forward: SolveInfo | None = None
+    backward_iters: int = 0
+    backward_residual: float = 0.0
+
+
+def _split_finite(y: Tensor) -> tuple[Tensor, Tensor]:
+    finite = torch.isfinite(y).all(dim=-1)
+    if bool(finite.all()):
+        return y, finite
+    return torch.where(finite[:, None], y, torch.zeros_like(y)), finite
+
+
+def _solve(y: Tensor, lam: float, coupling: Coupling, solver: Callable, tol: float, max_iter):
+    y_safe, finite = _split_finite(y)
+    kwargs = {"tol": tol} if max_iter is None else {"tol": tol, "max_iter": max_iter}
+    z, info = solver(FixedPointProblem(y_safe, lam, coupling), y_safe.clone(), **kwargs)
+    if not bool(finite.all()):
+        z = torch.where(finite[:, None], z, torch.full_like(z, float("nan")))
+        info.residual = torch.where(
+            finite, info.residual, torch.full_like(info.residual, float("inf"))
+        )
+        info.converged = info.converged & finite
+    return z, info
+
+
+def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: float):
+    z_safe, finite = _split_finite(z)
+    lin = coupling.linearize(z_safe)
+    g_safe = torch.where(finite[:, None], g, torch.zeros_like(g))
+
+    def h(v: Tensor) -> Tensor:
+        return v + lam * lin.matvec(v)
+
+    u, steps = cg(h, g_safe, 1.0 / (1.0 + lam * lin.diag), rtol=rtol, atol=0.0, max_iter=500)
+    rel = ((h(u) - g_safe).norm() / g_safe.norm().clamp_min(1e-30)).item()
+    if not bool(finite.all()):
+        u = torch.where(finite[:, None], u, torch.full_like(u, float("nan")))
+    return u, lin.B, steps, rel
+
+
+class _FixedPoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, lam_t, coupling, solver, tol, max_iter, bwd_rtol, record):
+        with torch.no_grad():
+            z, info = _solve(y, float(lam_t), coupling, solver, tol, max_iter)
+        record.forward = info
+        ctx.save_for_backward(z)
+        ctx.coupling, ctx.lam, ctx.bwd_rtol, ctx.record = coupling, float(lam_t), bwd_rtol, record
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_z):
+        (z,) = ctx.saved_tensors
+        u, cross, steps, rel = _backward_solve(z, ctx.lam, ctx.coupling, grad_z, ctx.bwd_rtol)
+        ctx.record.backward_iters, ctx.record.backward_residual = steps, rel
+        grad_lam = None
+        if ctx.needs_input_grad[1]:
+            grad_lam = -(torch.nan_to_num(u) * cross).sum().reshape(())
+        return u, grad_lam, None, None, None, None, None, None
+
+
+def fixed_point(
+    y: Tensor,
+    lam: Tensor,
+    coupling: Coupling,
+    solver: Callable,
+    tol: float,
+    max_iter: int | None,
+    bwd_rtol: float,
+    record: SolveRecord,
+) -> Tensor:
+    """The fixed point z of z = y - lam B(z), differentiable in y and lam.
+
+    Args:
+        y: (R, D) rows of linear pre-activations.
+        lam: 0-dim tensor (may require grad).
+        coupling: the cross term.
+        solver: a function from :mod:`ibnn.solvers`.
+        tol: forward max-norm residual tolerance.
+        max_iter: solver iteration cap (None: the solver's default).
+        bwd_rtol: relative tolerance of the backward CG solve.
+        record: receives the solve statistics.
+
+    Returns:
+        (R, D) fixed point.
+    """
+    return _FixedPoint.apply(y, lam, coupling, solver, tol, max_iter, bwd_rtol, record)
+
+
+class _CrossTerm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, coupling):
+        ctx.save_for_backward(z)
+        ctx.coupling = coupling
+        return coupling.cross(z)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_b):
+        (z,) = ctx.saved_tensors
+        return ctx.coupling.linearize(z).matvec(grad_b), None  # dB/dz is symmetric
+
+
+def cross_term(z: Tensor, coupling: Coupling) -> Tensor:
+    """B(z) of shape (R, D), differentiable in z (used by IBNN-lite)."""
+    z_safe, finite = _split_finite(z)
+    if bool(finite.all()):
+        return _CrossTerm.apply(z, coupling)
+    out = _CrossTerm.apply(z_safe, coupling)
+    return torch.where(finite[:, None], out, torch.full_like(out, float("nan")))

@@ -1,0 +1,296 @@
+"""Forward solvers for z = y - lam * B(z), chosen by name from one registry.
+
+Every solver has the signature ``solve(problem, z0, *, tol, max_iter) -> (z, SolveInfo)``
+and works on rows (R, D) that are independent problems. Convergence is judged per row by the
+max-norm residual ||z - y + lam B(z)||_inf <= tol; rows that do not converge are reported in
+:class:`SolveInfo`, never raised.
+
+Solvers:
+- ``"newton"`` (default): Newton's method on F(z) = z - y + lam B(z). Each step solves
+  (I + lam dB/dz) d = -F with Jacobi-preconditioned CG (the matrix is symmetric positive
+  definite for lam < 1/(2p)) and backtracks per row on ||F||_2 (the Newton direction is a
+  descent direction of ||F||^2), so it converges across lam in [-10, 1/(2p)).
+- ``"descent"``: the energy descent of Eq. (12), z <- z - tau F(z) with the fixed step
+  tau = 1 / (1 + 2 p max(0, -lam)) that makes the energy of Eq. (5) non-increasing.
+- ``"picard"``: plain fixed-point iteration z <- y - lam B(z); contracts only for |lam| < 1/(2p).
+- ``"anderson"``, ``"broyden"``: TorchDEQ's solvers on the same map (for comparison).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ibnn.coupling import Coupling
+
+__all__ = ["FixedPointProblem", "SolveInfo", "get_solver", "SOLVERS", "cg", "default_tol"]
+
+
+def default_tol(dtype: torch.dtype) -> float:
+    """Default max-norm residual tolerance of the forward solve for a floating dtype."""
+    return 1e-10 if dtype == torch.float64 else 5e-6
+
+
+@dataclass
+class FixedPointProblem:
+    """z = y - lam * B(z) on independent rows.
+
+    Attributes:
+        y: (R, D) linear pre-activations.
+        lam: scalar weight of the implicit term.
+        coupling: the cross term B and its Jacobian.
+    """
+
+    y: Tensor
+    lam: float
+    coupling: Coupling
+
+    def residual(self, z: Tensor, B: Tensor) -> Tensor:
+        """F(z) = z - y + lam B(z), shape (R, D)."""
+        return z - self.y + self.lam * B
+
+    def row_tol(self, z: Tensor, tol: float) -> Tensor:
+        """Per-row tolerance: ``tol``, or the rounding floor of z's dtype where that is larger.
+
+        Rounding z to its dtype moves F by up to ulp(z) * ||I + lam dB/dz||, and that norm
+        reaches 1 + 2 p |lam| for lam < 0: at lam = -10, p = 10, float32 z of size 1 cannot
+        give residuals much below 2e-5 whatever the solver does.
+
+        Returns:
+            (R,) tolerances.
+        """
+        eps = torch.finfo(z.dtype).eps
+        stiff = 1.0 + 2.0 * self.coupling.p * max(0.0, -self.lam)
+        floor = eps * stiff * z.detach().abs().amax(dim=-1).nan_to_num(0.0, 0.0, 0.0)
+        return torch.clamp(floor, min=tol)
+
+    def energy(self, z: Tensor) -> Tensor:
+        """Per-row energy of Eq. (5): 0.5 ||z - y||^2 - lam/2 sum_ik w_ik S(z_k - z_i), (R,)."""
+        return 0.5 * ((z - self.y) ** 2).sum(-1) - 0.5 * self.lam * self.coupling.energy(z)
+
+
+@dataclass
+class SolveInfo:
+    """Statistics of one forward solve.
+
+    Attributes:
+        iters: outer iterations taken (Newton steps, descent steps, ...).
+        inner_iters: total inner iterations (CG matvecs for Newton; 0 otherwise).
+        residual: (R,) final max-norm residual per row (inf where not finite).
+        converged: (R,) bool, residual <= the row's tolerance (see
+            :meth:`FixedPointProblem.row_tol`).
+    """
+
+    iters: int
+    inner_iters: int
+    residual: Tensor
+    converged: Tensor
+
+
+def cg(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    precond: Tensor,
+    rtol: Tensor | float,
+    atol: float,
+    max_iter: int,
+) -> tuple[Tensor, int]:
+    """Batched preconditioned conjugate gradients, one independent SPD system per row.
+
+    Args:
+        matvec: v (R, D) -> A v (R, D), A symmetric positive definite per row.
+        b: (R, D) right-hand sides.
+        precond: (R, D) inverse of the diagonal preconditioner.
+        rtol: relative tolerance on ||r||_2 per row, scalar or (R,).
+        atol: absolute floor on ||r||_2.
+        max_iter: cap on iterations.
+
+    Returns:
+        x: (R, D) approximate solution; the number of matvecs performed.
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    s = precond * r
+    direction = s.clone()
+    rs = (r * s).sum(-1)
+    target = torch.clamp(rtol * b.norm(dim=-1), min=atol)
+    tiny = torch.finfo(b.dtype).tiny
+    steps = 0
+    for steps in range(max_iter + 1):
+        done = ~(r.norm(dim=-1) > target)  # NaN counts as done: nothing to gain
+        if bool(done.all()) or steps == max_iter:
+            break
+        a_dir = matvec(direction)
+        curv = (direction * a_dir).sum(-1)
+        alpha = torch.where(done | (curv <= 0), 0.0, rs / curv.clamp_min(tiny))
+        x = x + alpha[:, None] * direction
+        r = r - alpha[:, None] * a_dir
+        s = precond * r
+        rs_new = (r * s).sum(-1)
+        beta = torch.where(done, 0.0, rs_new / rs.clamp_min(tiny))
+        direction = s + beta[:, None] * direction
+        rs = rs_new
+    return x, steps
+
+
+def _info(problem: FixedPointProblem, z: Tensor, tol: float, iters: int, inner: int, res: Tensor):
+    converged = res <= problem.row_tol(z, tol)
+    return SolveInfo(iters=iters, inner_iters=inner, residual=res, converged=converged)
+
+
+def _max_abs(f: Tensor) -> Tensor:
+    res = f.abs().amax(dim=-1)
+    return torch.where(torch.isfinite(res), res, torch.full_like(res, float("inf")))
+
+
+def linear_start(problem: FixedPointProblem) -> tuple[Tensor, int]:
+    """Solution of the problem linearised at a constant z (every pair in tanh's linear range).
+
+    Near a constant vector B(z) ~ J0 z with J0 = dB/dz at z = 0, so z solves the SPD system
+    (I + lam J0) z = y. For lam << 0 the true fixed point collapses into that regime (units
+    pulled within 1/p of each other), where starting from y costs Newton dozens of steps.
+
+    Returns:
+        (R, D) starting point; CG matvecs used.
+    """
+    lin0 = problem.coupling.linearize(torch.zeros_like(problem.y))
+    return cg(
+        lambda v: v + problem.lam * lin0.matvec(v),
+        problem.y,
+        1.0 / (1.0 + problem.lam * lin0.diag),
+        rtol=1e-3,
+        atol=0.0,
+        max_iter=50,
+    )
+
+
+def newton(
+    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 50
+) -> tuple[Tensor, SolveInfo]:
+    """Globalised inexact Newton-CG (see the module docstring).
+
+    For lam < 0 each row starts from whichever of z0 and :func:`linear_start` has the
+    smaller residual.
+    """
+    lam, y = problem.lam, problem.y
+    z = z0
+    lin = problem.coupling.linearize(z)
+    f = problem.residual(z, lin.B)
+    inner = 0
+    if lam < 0:
+        z_lin, inner = linear_start(problem)
+        lin_l = problem.coupling.linearize(z_lin)
+        f_l = problem.residual(z_lin, lin_l.B)
+        take = (f_l.norm(dim=-1) < f.norm(dim=-1))[:, None]
+        if bool(take.all()):
+            z, lin, f = z_lin, lin_l, f_l
+        elif bool(take.any()):
+            z = torch.where(take, z_lin, z)
+            lin = problem.coupling.linearize(z)
+            f = problem.residual(z, lin.B)
+    res = _max_abs(f)
+    it = 0
+    for it in range(max_iter + 1):
+        active = res > problem.row_tol(z, tol)
+        if not bool(active.any()) or it == max_iter:
+            break
+        fnorm = f.norm(dim=-1)
+        rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
+        precond = 1.0 / (1.0 + lam * lin.diag)
+        forcing = torch.clamp(fnorm, max=0.1)  # superlinear near the solution
+        step, n = cg(
+            lambda v, lin=lin: v + lam * lin.matvec(v),
+            rhs,
+            precond,
+            rtol=forcing,
+            atol=0.1 * tol,
+            max_iter=4 * y.shape[-1] if y.shape[-1] < 64 else 200,
+        )
+        inner += n
+        t = torch.ones_like(fnorm)
+        accepted = ~active
+        for _ in range(30):
+            z_try = z + t[:, None] * step
+            lin_try = problem.coupling.linearize(z_try)
+            f_try = problem.residual(z_try, lin_try.B)
+            ok = f_try.norm(dim=-1) <= (1.0 - 1e-4 * t) * fnorm
+            accepted = accepted | ok
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, 0.5 * t)
+        z, lin, f = z_try, lin_try, f_try
+        res = _max_abs(f)
+    return z, _info(problem, z, tol, it, inner, res)
+
+
+def descent(
+    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 5000
+) -> tuple[Tensor, SolveInfo]:
+    """Energy descent of Eq. (12) with the fixed step that guarantees monotone energy."""
+    tau = 1.0 / (1.0 + 2.0 * problem.coupling.p * max(0.0, -problem.lam))
+    z = z0
+    it = 0
+    for it in range(max_iter + 1):
+        f = problem.residual(z, problem.coupling.cross(z))
+        res = _max_abs(f)
+        if not bool((res > problem.row_tol(z, tol)).any()) or it == max_iter:
+            break
+        z = z - tau * f
+    return z, _info(problem, z, tol, it, 0, res)
+
+
+def picard(
+    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 200
+) -> tuple[Tensor, SolveInfo]:
+    """Plain fixed-point iteration z <- y - lam B(z)."""
+    z = z0
+    it = 0
+    for it in range(max_iter + 1):
+        f = problem.residual(z, problem.coupling.cross(z))
+        res = _max_abs(f)
+        if not bool((res > problem.row_tol(z, tol)).any()) or it == max_iter:
+            break
+        z = z - f
+    return z, _info(problem, z, tol, it, 0, res)
+
+
+def _torchdeq(name: str):
+    def solve(
+        problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 50
+    ) -> tuple[Tensor, SolveInfo]:
+        from torchdeq.solver import get_solver as deq_solver
+
+        def g(z: Tensor) -> Tensor:
+            return problem.y - problem.lam * problem.coupling.cross(z)
+
+        z, _, info = deq_solver(name)(g, z0, max_iter=max_iter, tol=tol, stop_mode="abs")
+        res = _max_abs(problem.residual(z, problem.coupling.cross(z)))
+        steps = int(info["nstep"].max().item()) if "nstep" in info else max_iter
+        return z, _info(problem, z, tol, steps, 0, res)
+
+    solve.__name__ = f"torchdeq_{name}"
+    solve.__doc__ = f"TorchDEQ's {name} solver on g(z) = y - lam B(z)."
+    return solve
+
+
+SOLVERS: dict[str, Callable[..., tuple[Tensor, SolveInfo]]] = {
+    "newton": newton,
+    "descent": descent,
+    "picard": picard,
+    "anderson": _torchdeq("anderson"),
+    "broyden": _torchdeq("broyden"),
+}
+
+
+def get_solver(name: str) -> Callable[..., tuple[Tensor, SolveInfo]]:
+    """The solver registered under ``name``.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; valid names: {sorted(SOLVERS)}")
+    return SOLVERS[name]
