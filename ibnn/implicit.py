@@ -56,9 +56,10 @@ def _solve(y: Tensor, lam: float, coupling: Coupling, solver: Callable, tol: flo
     return z, info
 
 
-def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: float):
+def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: float, lin=None):
     z_safe, finite = _split_finite(z)
-    lin = coupling.linearize(z_safe)
+    if lin is None or not bool(finite.all()):
+        lin = coupling.linearize(z_safe)
     g_safe = torch.where(finite[:, None], g, torch.zeros_like(g))
 
     def h(v: Tensor) -> Tensor:
@@ -76,6 +77,8 @@ class _FixedPoint(torch.autograd.Function):
     def forward(ctx, y, lam_t, coupling, solver, tol, max_iter, bwd_rtol, record):
         with torch.no_grad():
             z, info = _solve(y, float(lam_t), coupling, solver, tol, max_iter)
+        ctx.lin = info.linearization if bool(info.residual.isfinite().all()) else None
+        info.linearization = None  # the record keeps statistics only
         record.forward = info
         ctx.save_for_backward(z)
         ctx.coupling, ctx.lam, ctx.bwd_rtol, ctx.record = coupling, float(lam_t), bwd_rtol, record
@@ -85,7 +88,10 @@ class _FixedPoint(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_z):
         (z,) = ctx.saved_tensors
-        u, cross, steps, rel = _backward_solve(z, ctx.lam, ctx.coupling, grad_z, ctx.bwd_rtol)
+        u, cross, steps, rel = _backward_solve(
+            z, ctx.lam, ctx.coupling, grad_z, ctx.bwd_rtol, ctx.lin
+        )
+        ctx.lin = None
         ctx.record.backward_iters, ctx.record.backward_residual = steps, rel
         grad_lam = None
         if ctx.needs_input_grad[1]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ibnn.coupling import Coupling
+from ibnn.coupling import Coupling, Linearization
 
 __all__ = ["FixedPointProblem", "SolveInfo", "get_solver", "SOLVERS", "cg", "default_tol"]
 
@@ -82,12 +82,15 @@ class SolveInfo:
         residual: (R,) final max-norm residual per row (inf where not finite).
         converged: (R,) bool, residual <= the row's tolerance (see
             :meth:`FixedPointProblem.row_tol`).
+        linearization: the coupling linearised at the returned z, when the solver has it
+            (the backward pass reuses it).
     """
 
     iters: int
     inner_iters: int
     residual: Tensor
     converged: Tensor
+    linearization: Linearization | None = None
 
 
 def cg(
@@ -136,9 +139,17 @@ def cg(
     return x, steps
 
 
-def _info(problem: FixedPointProblem, z: Tensor, tol: float, iters: int, inner: int, res: Tensor):
+def _info(
+    problem: FixedPointProblem,
+    z: Tensor,
+    tol: float,
+    iters: int,
+    inner: int,
+    res: Tensor,
+    lin: Linearization | None = None,
+) -> SolveInfo:
     converged = res <= problem.row_tol(z, tol)
-    return SolveInfo(iters=iters, inner_iters=inner, residual=res, converged=converged)
+    return SolveInfo(iters, inner, res, converged, lin)
 
 
 def _max_abs(f: Tensor) -> Tensor:
@@ -223,7 +234,7 @@ def newton(
             t = torch.where(accepted, t, 0.5 * t)
         z, lin, f = z_try, lin_try, f_try
         res = _max_abs(f)
-    return z, _info(problem, z, tol, it, inner, res)
+    return z, _info(problem, z, tol, it, inner, res, lin)
 
 
 def descent(
