@@ -1,0 +1,60 @@
+"""`python -m analysis <storage> --out dashboard.html`: read every sweep, write the dashboard.
+
+Warnings (corrupt files, unreadable sweep.json, ...) go to stderr; the path of the written
+dashboard is printed on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analysis.dashboard import write_dashboard
+from analysis.load import find_sweeps, load_sweep
+from analysis.report import compute_report
+from analysis.stats import BootstrapSpec
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments of the dashboard builder."""
+    defaults = BootstrapSpec()
+    ap = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Medians with bootstrap CIs, the paper's figures and a claims table, as one "
+        "self-contained HTML dashboard, from the Parquet results of the sweeps.",
+    )
+    ap.add_argument("storage", help="results root holding <sweep>/epochs, evals, ... (or a URI)")
+    ap.add_argument("--out", default="dashboard.html", help="HTML file to write")
+    ap.add_argument("--level", type=float, default=defaults.level, help="CI level (0.90)")
+    ap.add_argument(
+        "--resamples", type=int, default=defaults.n_resamples, help="bootstrap resamples"
+    )
+    ap.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 on bad arguments or an unreadable storage)."""
+    args = parse_args(argv)
+    try:
+        spec = BootstrapSpec(level=args.level, n_resamples=args.resamples, seed=args.seed)
+        folders = find_sweeps(args.storage)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sweeps = [load_sweep(f, args.storage) for f in folders]
+    if not sweeps:
+        print(f"warning: no sweep folders found under {args.storage}", file=sys.stderr)
+    for s in sweeps:
+        for w in s.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    report = compute_report(sweeps, spec)
+    path = write_dashboard(report, args.out, args.storage)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The paper's claims, the measured effect behind each, and a stated verdict rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.tidy import CONDITION_KEYS, present
+
+__all__ = [
+    "VERDICTS",
+    "ClaimSpec",
+    "CLAIMS",
+    "verdict",
+    "rule_text",
+    "condition_label",
+    "claims_table",
+]
+
+VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive", "no data")
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim of the paper and where its evidence lives."""
+
+    name: str  # the claim, as the dashboard lists it
+    figure: str  # the paper's figure
+    kind: str  # sweep kind that holds the evidence (load.KINDS)
+    source: str  # name of the comparison frame (a key of the frames given to claims_table)
+    statistic: str  # the statistic of that frame that is the effect
+    effect: str  # what the effect measures (positive favours IBNN)
+    unit: str  # unit of the displayed effect
+    scale: float = 100.0  # displayed = stored value * scale
+    where: tuple[tuple[str, str], ...] = ()  # extra (column, value) filters on the frame
+    margin: float | None = None  # non-inferiority margin in stored units; None: superiority
+
+
+CLAIMS: tuple[ClaimSpec, ...] = (
+    ClaimSpec(
+        "less training data", "Fig. 3", "data_fraction", "data_fraction_match",
+        "fraction_saved",
+        "training fraction at which SM has its best median test accuracy minus the fraction "
+        "at which IBNN's median first reaches it", "% of training set",
+    ),
+    ClaimSpec(
+        "robustness to PGD (surrogate, paper's protocol)", "Fig. 4", "robustness", "pgd_effects",
+        "mean_gap", "IBNN - SM median accuracy under PGD on the SM surrogate, mean over eps > 0",
+        "pp", where=(("attack", "pgd_surrogate"),),
+    ),
+    ClaimSpec(
+        "robustness to PGD (white-box through the implicit gradient)", "Fig. 4", "robustness",
+        "pgd_effects", "mean_gap",
+        "IBNN - SM median accuracy under white-box PGD, mean over eps > 0", "pp",
+        where=(("attack", "pgd_whitebox"),),
+    ),
+    ClaimSpec(
+        "robustness to Pixle", "Fig. 5", "robustness", "pixle_effects", "gap",
+        "IBNN - SM median accuracy under Pixle", "pp",
+    ),
+    ClaimSpec(
+        "expressivity", "Fig. 6", "expressivity", "expressivity_effects", "mean_gap",
+        "IBNN - SM median test accuracy at equal parameter count, mean over widths C", "pp",
+    ),
+    ClaimSpec(
+        "faster learning", "Fig. 7", "learning_speed", "learning_speed_match", "epochs_saved",
+        "epoch of SM's best 3-epoch running-average median test accuracy minus the first epoch "
+        "at which IBNN's reaches it", "epochs", scale=1.0,
+    ),
+    ClaimSpec(
+        "less memorization", "Fig. 8", "memorization", "memorization_effects", "noise_gain",
+        "IBNN - SM gap in median best validation accuracy, mean over label noise > 0, minus "
+        "the gap without label noise", "pp",
+    ),
+    ClaimSpec(
+        "transfer keeps accuracy", "Supp.", "transfer", "transfer_effects", "clean_gap",
+        "clean accuracy of SM weights run as IBNN minus SM's own (non-inferiority, margin 1 pp)",
+        "pp", margin=0.01,
+    ),
+    ClaimSpec(
+        "transfer adds robustness", "Supp.", "transfer", "transfer_effects", "pgd_gap",
+        "accuracy under PGD (SM surrogate) of SM weights run as IBNN minus SM's, mean over "
+        "eps > 0", "pp",
+    ),
+)  # fmt: skip
+
+# How the other statistics of a comparison are shown next to the effect: label, scale, unit.
+_DETAILS: dict[str, tuple[str, float, str]] = {
+    "sm_best": ("SM best", 100.0, "%"),
+    "sm_best_fraction": ("at training fraction", 100.0, "%"),
+    "fraction": ("IBNN reaches it at fraction", 100.0, "%"),
+    "sm_best_epoch": ("at epoch", 1.0, ""),
+    "match_epoch": ("IBNN reaches it at epoch", 1.0, ""),
+}
+
+
+def verdict(lo: float, hi: float, n_sm: int, n_ibnn: int, margin: float | None = None) -> str:
+    """Verdict from an effect's confidence interval (positive favours IBNN).
+
+    Superiority (margin None): "supported" if lo > 0, "not supported" if hi <= 0. Non-inferiority
+    (margin m > 0): "supported" if lo > -m, "not supported" if hi < -m. Otherwise, or when
+    either arm has fewer than 2 seeds or the interval is undefined: "inconclusive".
+    """
+    if n_sm < 2 or n_ibnn < 2 or math.isnan(lo) or math.isnan(hi):
+        return "inconclusive"
+    if margin is None:
+        return "supported" if lo > 0 else "not supported" if hi <= 0 else "inconclusive"
+    return "supported" if lo > -margin else "not supported" if hi < -margin else "inconclusive"
+
+
+def rule_text(claim: ClaimSpec, level: float) -> str:
+    """The verdict rule of `claim`, in words."""
+    ci = f"whole {100 * level:g}% CI"
+    if claim.margin is None:
+        core = f"supported if the {ci} > 0; not supported if the {ci} ≤ 0"
+    else:
+        m = f"-{claim.margin * claim.scale:g} {claim.unit}"
+        core = f"non-inferiority: supported if the {ci} > {m}; not supported if the {ci} < {m}"
+    return f"{core}; else (or < 2 seeds in an arm) inconclusive"
+
+
+def condition_label(row: pd.Series) -> str:
+    """Short description of a comparison's condition (dataset, UCN(L, C), fraction, noise)."""
+    parts = []
+    if "dataset" in row and pd.notna(row["dataset"]):
+        parts.append(str(row["dataset"]))
+    if "L" in row and pd.notna(row["L"]):
+        c = f"{int(row['C'])}" if "C" in row and pd.notna(row["C"]) else "C"
+        parts.append(f"UCN({int(row['L'])}, {c})")
+    if "train_fraction" in row and pd.notna(row["train_fraction"]) and row["train_fraction"] < 1:
+        parts.append(f"{100 * row['train_fraction']:g}% of training data")
+    if "label_noise" in row and pd.notna(row["label_noise"]) and row["label_noise"] > 0:
+        parts.append(f"{100 * row['label_noise']:g}% wrong labels")
+    if "lam" in row and pd.notna(row["lam"]):
+        parts.append(f"λ={row['lam']:g}")
+    if "selection" in row and pd.notna(row["selection"]) and row["selection"] != "val":
+        parts.append(f"{row['selection']} model selection")
+    return ", ".join(parts)
+
+
+def _fmt(x: float, scale: float, unit: str) -> str:
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "never" if x > 0 else "-inf (never reached)"
+    v = x * scale
+    return f"{v:.3g}{unit}" if unit in ("%", "") else f"{v:.3g} {unit}"
+
+
+def _details(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> str:
+    same = frame
+    for k in keys:
+        same = same[(same[k] == row[k]) | (same[k].isna() & pd.isna(row[k]))]
+    out = []
+    for _, r in same[same["statistic"].isin(list(_DETAILS))].iterrows():
+        label, scale, unit = _DETAILS[r["statistic"]]
+        text = f"{label} {_fmt(r['value'], scale, unit)}"
+        if r["statistic"] in ("fraction", "match_epoch"):
+            text += f" [{_fmt(r['lo'], scale, unit)}, {_fmt(r['hi'], scale, unit)}]"
+        out.append(text)
+    return "; ".join(out)
+
+
+_COLUMNS = [
+    "claim",
+    "kind",
+    "figure",
+    "condition",
+    "comparison",
+    "effect",
+    "lo",
+    "hi",
+    "unit",
+    "n",
+    "verdict",
+    "rule",
+    "measure",
+    "details",
+]
+
+
+def claims_table(
+    frames: dict[str, pd.DataFrame], kinds_present: set[str], level: float
+) -> pd.DataFrame:
+    """One row per claim and comparison (condition x IBNN arm), effects in displayed units.
+
+    Args:
+        frames: comparison frames by name (see ClaimSpec.source), long format with columns
+            statistic, value, lo, hi, n_sm, n_ibnn, n_shared, arm and condition keys.
+        kinds_present: sweep kinds found in the storage.
+        level: confidence level of the intervals (for the rule's wording).
+
+    Returns:
+        Frame with columns claim, kind, figure, condition, comparison, effect, lo, hi (displayed
+        units), unit, n, verdict, rule, measure, details; a claim without evidence gets one
+        "no data" row saying why.
+    """
+    rows = []
+    for c in CLAIMS:
+        base = {
+            "claim": c.name,
+            "kind": c.kind,
+            "figure": c.figure,
+            "unit": c.unit,
+            "rule": rule_text(c, level),
+            "measure": c.effect,
+        }
+        frame = frames.get(c.source, pd.DataFrame())
+        sel = frame[frame["statistic"] == c.statistic] if not frame.empty else frame
+        for col, val in c.where:
+            sel = sel[sel[col] == val] if not sel.empty else sel
+        if c.kind not in kinds_present or sel.empty:
+            why = (
+                f"no {c.kind} sweep found"
+                if c.kind not in kinds_present
+                else "no condition with both an SM and an IBNN arm"
+            )
+            rows.append({**base, "verdict": "no data", "details": why, "n": "0"})
+            continue
+        keys = [*present(sel, CONDITION_KEYS), "arm"]
+        keys += [k for k in ("attack", "lam") if k in sel.columns and k not in keys]
+        for _, r in sel.iterrows():
+            shown = {
+                "condition": condition_label(r),
+                "comparison": f"{r['arm']} vs SM",
+                "effect": r["value"] * c.scale,
+                "lo": r["lo"] * c.scale,
+                "hi": r["hi"] * c.scale,
+                "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
+                "verdict": verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin),
+                "details": _details(frame, r, keys),
+            }
+            rows.append({**base, **shown})
+    return pd.DataFrame(rows, columns=_COLUMNS)

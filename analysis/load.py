@@ -1,0 +1,244 @@
+"""Reading sweeps from `<storage>/<sweep>/{epochs,evals,boundaries}/*.parquet` and sweep.json.
+
+Files are read one by one with pyarrow, so that one corrupt file is named in a warning and the
+rest are still read. Temporary files (names starting with ".") of an in-progress atomic write are
+ignored. Local folders and any URI that `pyarrow.fs.FileSystem.from_uri` understands (s3://...)
+are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+__all__ = [
+    "KINDS",
+    "TABLES",
+    "REQUIRED_COLUMNS",
+    "SweepData",
+    "find_sweeps",
+    "load_sweep",
+    "load_storage",
+    "sweep_kind",
+]
+
+# Sweep scripts of DESIGN section 6; a sweep's kind picks the derived result that applies.
+KINDS: tuple[str, ...] = (
+    "toy2d",
+    "data_fraction",
+    "robustness",
+    "expressivity",
+    "learning_speed",
+    "memorization",
+    "transfer",
+    "search",
+)
+TABLES: tuple[str, ...] = ("epochs", "evals", "boundaries", "trials")
+# Columns without which a file cannot be analysed (sweep and trial_id are filled in if absent).
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "epochs": ("family", "seed", "epoch", "val_acc", "test_acc"),
+    "evals": ("family", "seed", "attack", "strength", "acc"),
+    "boundaries": ("family", "seed", "lam", "p", "x0", "x1", "prob"),
+    "trials": ("status",),
+}
+_DEDUP_KEYS: dict[str, tuple[str, ...]] = {
+    "epochs": ("trial_id", "phase", "epoch"),
+    "evals": ("trial_id", "family", "lam", "attack", "strength"),
+    "boundaries": ("trial_id", "x0", "x1"),
+    "trials": ("trial_id",),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class SweepData:
+    """Everything read from one sweep folder."""
+
+    name: str  # folder name under the storage root
+    path: str  # folder path on its filesystem
+    kind: str | None  # the sweep script it came from (one of KINDS), None if not recognised
+    meta: dict  # contents of sweep.json ({} when absent or unreadable)
+    epochs: pd.DataFrame  # one row per trial and epoch (DESIGN section 5)
+    evals: pd.DataFrame  # one row per trial, attack and strength
+    boundaries: pd.DataFrame  # toy2d decision-boundary grids (x0, x1, prob)
+    trials: pd.DataFrame  # one row per trial with its status (the writer's registry), optional
+    files: dict[str, int] = field(default_factory=dict)  # files read per table
+    warnings: tuple[str, ...] = ()  # problems met while reading (corrupt files, bad json, ...)
+
+
+def sweep_kind(
+    name: str, meta: dict | None = None, experiments: tuple[str, ...] = ()
+) -> str | None:
+    """Which sweep script produced a sweep.
+
+    Candidates, in order: sweep.json's experiment, script, sweep and name; the `experiment`
+    column of its tables; the folder name. A candidate matches a kind when it equals it or
+    starts with it followed by "_", "-" or ".": "expressivity", "expressivity_svhn" and
+    "sweeps/expressivity.py" all give "expressivity".
+
+    Args:
+        name: the sweep's folder name.
+        meta: sweep.json contents, if any.
+        experiments: distinct values of the tables' experiment column, if any.
+
+    Returns:
+        One of KINDS, or None when nothing matches.
+    """
+    meta = meta or {}
+    candidates = []
+    for key in ("experiment", "script", "sweep", "name"):
+        value = meta.get(key)
+        if isinstance(value, str) and value:
+            candidates.append(PurePosixPath(value).name)
+    candidates += [e for e in experiments if isinstance(e, str)]
+    candidates.append(name)
+    for cand in candidates:
+        matches = [k for k in KINDS if cand == k or any(cand.startswith(k + s) for s in "_-.")]
+        if matches:
+            return max(matches, key=len)
+    return None
+
+
+def _filesystem(storage: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in storage:
+        return pafs.FileSystem.from_uri(storage)
+    return pafs.LocalFileSystem(), os.path.abspath(storage or ".")
+
+
+def _is_dir(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def find_sweeps(storage: str) -> list[str]:
+    """Sweep folders under `storage`: every child folder holding an epochs/, evals/, boundaries/
+    or trials/ table or a sweep.json (a sweep that started but wrote no results yet), or
+    `storage` itself when it is such a folder. Sorted by name.
+
+    Raises:
+        ValueError: when `storage` is not an existing folder.
+    """
+    fs, root = _filesystem(storage)
+    if not _is_dir(fs, root):
+        raise ValueError(f"storage must be an existing folder, but got {storage!r}")
+
+    def holds_tables(folder: str) -> bool:
+        if fs.get_file_info(f"{folder}/sweep.json").type == pafs.FileType.File:
+            return True
+        return any(_is_dir(fs, f"{folder}/{t}") for t in TABLES)
+
+    if holds_tables(root):
+        return [root]
+    children = fs.get_file_info(pafs.FileSelector(root, recursive=False))
+    return sorted(
+        c.path
+        for c in children
+        if c.type == pafs.FileType.Directory
+        and not c.base_name.startswith(".")
+        and holds_tables(c.path)
+    )
+
+
+def _read_table(
+    fs: pafs.FileSystem, folder: str, table: str, sweep: str, warnings: list[str]
+) -> tuple[pd.DataFrame, int]:
+    tdir = f"{folder}/{table}"
+    if not _is_dir(fs, tdir):
+        return pd.DataFrame(), 0
+    infos = fs.get_file_info(pafs.FileSelector(tdir, recursive=False))
+    files = sorted(
+        i.path
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.base_name.endswith(".parquet")
+        and not i.base_name.startswith(".")
+    )
+    frames = []
+    for path in files:
+        try:
+            df = pq.read_table(path, filesystem=fs).to_pandas()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            warnings.append(f"skipped corrupt file {path} ({type(exc).__name__}: {exc})")
+            continue
+        missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
+        if missing:
+            warnings.append(f"skipped {path}: required columns {missing} are missing")
+            continue
+        if "sweep" not in df.columns:
+            df["sweep"] = sweep
+        if "trial_id" not in df.columns:
+            df["trial_id"] = PurePosixPath(path).stem
+        frames.append(df)
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["sweep", "trial_id", *REQUIRED_COLUMNS[table]]), len(files)
+    out = pd.concat(frames, ignore_index=True)
+    keys = [k for k in _DEDUP_KEYS[table] if k in out.columns]
+    dup = out.duplicated(subset=keys, keep="last")
+    if dup.any():
+        warnings.append(
+            f"{tdir}: dropped {int(dup.sum())} duplicate rows (same {', '.join(keys)}; kept last)"
+        )
+        out = out[~dup].reset_index(drop=True)
+    return out, len(files)
+
+
+def _read_meta(fs: pafs.FileSystem, folder: str, warnings: list[str]) -> dict:
+    path = f"{folder}/sweep.json"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return {}
+    try:
+        with fs.open_input_stream(path) as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        warnings.append(f"unreadable {path} ({type(exc).__name__}: {exc})")
+        return {}
+    if not isinstance(meta, dict):
+        warnings.append(f"ignored {path}: it must hold a JSON object, got {type(meta).__name__}")
+        return {}
+    return meta
+
+
+def load_sweep(folder: str, storage: str | None = None) -> SweepData:
+    """Read one sweep folder (all its tables and sweep.json).
+
+    Args:
+        folder: the sweep folder, as returned by `find_sweeps`.
+        storage: the storage root or URI it was found under (for the filesystem); defaults to
+            `folder` itself.
+
+    Returns:
+        SweepData with one DataFrame per table (empty DataFrames for absent tables).
+    """
+    if storage is None:
+        fs, folder = _filesystem(folder)
+    else:
+        fs, _ = _filesystem(storage)
+    name = PurePosixPath(folder).name
+    warnings: list[str] = []
+    meta = _read_meta(fs, folder, warnings)
+    tables, counts = {}, {}
+    for table in TABLES:
+        tables[table], counts[table] = _read_table(fs, folder, table, name, warnings)
+    experiments = tuple(
+        sorted({e for t in tables.values() if "experiment" in t for e in t["experiment"].dropna()})
+    )
+    return SweepData(
+        name=name,
+        path=folder,
+        kind=sweep_kind(name, meta, experiments),
+        meta=meta,
+        files=counts,
+        warnings=tuple(f"sweep {name!r}: {w}" for w in warnings),
+        **tables,
+    )
+
+
+def load_storage(storage: str) -> list[SweepData]:
+    """Read every sweep found under `storage` (see `find_sweeps`)."""
+    return [load_sweep(folder, storage) for folder in find_sweeps(storage)]

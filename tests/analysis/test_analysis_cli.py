@@ -1,0 +1,108 @@
+"""`python -m analysis`: the written page, partial results, and no torch/ray imports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from analysis_synthetic import FAST, REPO, build_transfer
+
+from analysis.__main__ import main
+from analysis.dashboard import render_dashboard
+from analysis.figures import FIGURES
+from analysis.load import KINDS, load_storage
+from analysis.report import compute_report
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_analysis_imports_neither_torch_nor_ray():
+    code = (
+        "import importlib, pkgutil, sys, analysis\n"
+        "for m in pkgutil.iter_modules(analysis.__path__):\n"
+        "    importlib.import_module('analysis.' + m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('torch', 'ray'))\n"
+        "assert not bad, bad\n"
+        "print(len([m for m in pkgutil.iter_modules(analysis.__path__)]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) >= 10  # every module was imported
+
+
+def test_cli_prints_path_and_warns_on_stderr(dashboard):
+    out, proc = dashboard
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(out.resolve())
+    assert out.is_file()
+    assert "zz_corrupt.parquet" in proc.stderr and "warning:" in proc.stderr
+
+
+def test_page_is_self_contained_with_claims_first(dashboard):
+    out, _ = dashboard
+    html = out.read_text(encoding="utf-8")
+    assert html.count("<script type='text/javascript'>") == 1  # plotly.js inlined once
+    assert not re.search(r"<script[^>]+src=", html)  # nothing fetched: works offline
+    assert "Plotly.newPlot" in html
+    for spec in FIGURES:
+        assert f'id="plot-{spec.key}"' in html, spec.key
+    assert html.index("id='claims'") < html.index("id='sweeps'") < html.index('id="plot-fig2"')
+    for claim in ("less training data", "robustness to Pixle", "faster learning", "transfer"):
+        assert claim in html
+    assert "percentile-bootstrap" in html and "seed=0" in html
+    # partial results: the running sweep and the failed trial are reported
+    assert "12 of 57 expected trials not written" in html
+    assert "failed trials left out of the statistics" in html
+    assert "zz_corrupt.parquet" in html
+    assert "partial data" in html and "Partial data:" in html
+    fig8 = html[html.index("<section id='fig8'>") :]
+    assert "memorization: 12 of 57 expected trials not written" in fig8[: fig8.index("</section>")]
+
+
+def test_subset_of_sweeps_shows_what_exists(tmp_path: Path):
+    build_transfer(tmp_path / "store")
+    out = tmp_path / "d.html"
+    proc = _run(str(tmp_path / "store"), "--out", str(out), "--resamples", "200")
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text(encoding="utf-8")
+    assert 'id="plot-transfer"' in html and 'id="plot-fig3"' not in html
+    assert "no data: no data_fraction sweep found" in html
+    assert html.count(">no data<") == 7  # every claim but the two transfer ones
+
+
+def test_empty_storage_and_bad_arguments(tmp_path: Path, capsys):
+    out = tmp_path / "d.html"
+    assert main([str(tmp_path), "--out", str(out), "--resamples", "200"]) == 0
+    err = capsys.readouterr().err
+    assert out.is_file() and "no sweep folders found" in err
+    assert "No sweeps found" in out.read_text(encoding="utf-8")
+    assert main([str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "storage must be an existing folder" in capsys.readouterr().err
+    assert main([str(tmp_path), "--level", "1.5"]) == 2
+    assert "level must lie in (0, 1)" in capsys.readouterr().err
+
+
+def test_every_kind_started_but_empty_renders(tmp_path: Path):
+    for kind in KINDS:
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "sweep.json").write_text(
+            '{"started": "2025-01-01", "expected_trials": 4}'
+        )
+    report = compute_report(load_storage(str(tmp_path)), FAST)
+    assert set(report.kinds) == set(KINDS)
+    html = render_dashboard(report, str(tmp_path))
+    assert "Plotly.newPlot" not in html
+    assert html.count("has no usable rows yet") == len(FIGURES)
+    assert set(report.claims["verdict"]) == {"no data"}
