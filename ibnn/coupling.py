@@ -82,32 +82,35 @@ class Coupling(Protocol):
 
 
 class PreciseCoupling:
-    """Base of the couplings: public methods take z in any float dtype and compute in float64.
+    """Base of the couplings: public methods take z in any float dtype, compute the sums in
+    ``self.dtype`` (None: z's own dtype) and return z's dtype.
 
-    The cross term sums D terms of size ~1 and the solver multiplies it by lam (up to 10): in
-    float32 that roundoff alone is ~1e-5, the size of the solve tolerance. The sums are
-    memory-bound, so forming them in float64 costs about nothing on the CPU. Subclasses
-    implement ``_cross``, ``_energy`` and ``_linearize`` in ``self.dtype``.
+    The cross term sums D terms of size ~1 and the solver multiplies it by lam (up to 10), so
+    the exact couplings form their sums in float64 (memory-bound: no slower on the CPU).
+    Subclasses implement ``_cross``, ``_energy`` and ``_linearize``.
     """
 
     p: float
-    dtype: torch.dtype = torch.float64
+    dtype: torch.dtype | None = torch.float64
+
+    def _cast(self, z: Tensor) -> Tensor:
+        return z if self.dtype is None else z.to(self.dtype)
 
     def cross(self, z: Tensor) -> Tensor:
         """B(z), shape (R, D)."""
-        return self._cross(z.to(self.dtype)).to(z.dtype)
+        return self._cross(self._cast(z)).to(z.dtype)
 
     def energy(self, z: Tensor) -> Tensor:
         """Per-row sum_i sum_k w_ik S(z_k - z_i), shape (R,)."""
-        return self._energy(z.to(self.dtype)).to(z.dtype)
+        return self._energy(self._cast(z)).to(z.dtype)
 
     def linearize(self, z: Tensor) -> Linearization:
         """B(z), diag(dB/dz) and v -> (dB/dz) v at z of shape (R, D)."""
-        lin = self._linearize(z.to(self.dtype))
+        lin = self._linearize(self._cast(z))
         inner = lin.matvec
 
         def matvec(v: Tensor) -> Tensor:
-            return inner(v.to(self.dtype)).to(v.dtype)
+            return inner(self._cast(v)).to(v.dtype)
 
         return Linearization(B=lin.B.to(z.dtype), diag=lin.diag.to(z.dtype), matvec=matvec)
 

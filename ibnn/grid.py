@@ -60,8 +60,8 @@ class GridCoupling(PreciseCoupling):
         """Per-row grids, the 4 node indices and cubic weights of every point.
 
         Returns:
-            idx: (R, 4 * D) int64 node indices; wts: (R, D, 4) weights; h: (R,) spacing;
-            nodes: M, the number of grid nodes (max over rows).
+            idx: (R, 4 * D) int64 node indices, laid out as (R, 4, D); wts: (R, 4, D)
+            weights; h: (R,) spacing; nodes: M, the number of grid nodes (max over rows).
         """
         zd = z.detach()
         lo, hi = zd.aminmax(dim=1)
@@ -70,16 +70,14 @@ class GridCoupling(PreciseCoupling):
         u = (zd - (lo - _PAD * h)[:, None]) / h[:, None]
         base = torch.floor(u)
         f = u - base
+        # cubic Lagrange weights of the nodes base-1, base, base+1, base+2 at offset f
+        fm1, fm2, fp1 = f - 1.0, f - 2.0, f + 1.0
+        ff = f * fm1
         wts = torch.stack(
-            [
-                -f * (f - 1.0) * (f - 2.0) / 6.0,
-                (f + 1.0) * (f - 1.0) * (f - 2.0) / 2.0,
-                -(f + 1.0) * f * (f - 2.0) / 2.0,
-                (f + 1.0) * f * (f - 1.0) / 6.0,
-            ],
-            dim=-1,
-        ).to(z.dtype)
-        idx = (base.long()[..., None] + torch.arange(-1, 3, device=z.device)).reshape(
+            [ff * fm2 * (-1.0 / 6.0), fp1 * fm1 * fm2 * 0.5, fp1 * f * fm2 * -0.5, fp1 * ff / 6.0],
+            dim=1,
+        )
+        idx = (base.long()[:, None, :] + torch.arange(-1, 3, device=z.device)[:, None]).reshape(
             z.shape[0], -1
         )
         nodes = int(torch.ceil(span / h).max().item()) + 2 * _PAD + 4
@@ -110,42 +108,50 @@ class GridCoupling(PreciseCoupling):
     @staticmethod
     def _deposit(a: Tensor, idx: Tensor, wts: Tensor, nodes: int) -> Tensor:
         q = a.new_zeros(a.shape[0], nodes)
-        return q.scatter_add_(1, idx, (a[..., None] * wts).reshape(a.shape[0], -1))
+        return q.scatter_add_(1, idx, (a[:, None, :] * wts).reshape(a.shape[0], -1))
 
     @staticmethod
     def _gather(g: Tensor, idx: Tensor, wts: Tensor) -> Tensor:
-        return (g.gather(1, idx).view_as(wts) * wts).sum(-1)
+        return (g.gather(1, idx).view_as(wts) * wts).sum(1)
 
-    def _convolve(self, q_hat: Tensor, kernel_hat: Tensor, size: int, nodes: int) -> Tensor:
-        return torch.fft.irfft(q_hat * kernel_hat, n=size)[:, :nodes]
+    @staticmethod
+    def _transform(q: Tensor, size: int) -> Tensor:
+        """rfft of deposited grids, in float64 whatever the compute dtype (sums of M terms)."""
+        return torch.fft.rfft(q.double(), n=size)
+
+    @staticmethod
+    def _convolve(q_hat: Tensor, kernel_hat: Tensor, size: int, nodes: int, dtype) -> Tensor:
+        return torch.fft.irfft(q_hat * kernel_hat, n=size)[:, :nodes].to(dtype)
 
     # -- public protocol ---------------------------------------------------------------------
-    def _linearize(self, z: Tensor) -> Linearization:
+    def _unit_grids(self, z: Tensor, which: str):
+        """Stencil of z, kernel transforms and the transform of the unit-weight deposit."""
         idx, wts, h, nodes = self._stencil(z)
-        k_hat, size = self._kernels(h, nodes, z.dtype, "ts")
+        k_hat, size = self._kernels(h, nodes, torch.float64, which)
         unit = torch.full_like(z, 1.0 / z.shape[1])
-        q_hat = torch.fft.rfft(self._deposit(unit, idx, wts, nodes), n=size)
-        B = self._gather(self._convolve(q_hat, k_hat[0], size, nodes), idx, wts)
-        row_sum = self._gather(self._convolve(q_hat, k_hat[1], size, nodes), idx, wts)
-        sech_hat = k_hat[1]
+        q_hat = self._transform(self._deposit(unit, idx, wts, nodes), size)
+        return idx, wts, nodes, size, q_hat, k_hat
+
+    def _read(self, q_hat, kernel_hat, size, nodes, idx, wts) -> Tensor:
+        """Convolve a transformed deposit with a kernel and read it back at the points."""
+        return self._gather(self._convolve(q_hat, kernel_hat, size, nodes, wts.dtype), idx, wts)
+
+    def _linearize(self, z: Tensor) -> Linearization:
+        idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "ts")
+        B = self._read(q_hat, k_hat[0], size, nodes, idx, wts)
+        row_sum = self._read(q_hat, k_hat[1], size, nodes, idx, wts)
 
         def matvec(v: Tensor) -> Tensor:
-            qv = torch.fft.rfft(self._deposit(v / v.shape[1], idx, wts, nodes), n=size)
-            return self._gather(self._convolve(qv, sech_hat, size, nodes), idx, wts) - row_sum * v
+            qv = self._transform(self._deposit(v / v.shape[1], idx, wts, nodes), size)
+            return self._read(qv, k_hat[1], size, nodes, idx, wts) - row_sum * v
 
         diag = self.p / z.shape[1] - row_sum
         return Linearization(B=B, diag=diag, matvec=matvec)
 
     def _cross(self, z: Tensor) -> Tensor:
-        idx, wts, h, nodes = self._stencil(z)
-        k_hat, size = self._kernels(h, nodes, z.dtype, "t")
-        unit = torch.full_like(z, 1.0 / z.shape[1])
-        q_hat = torch.fft.rfft(self._deposit(unit, idx, wts, nodes), n=size)
-        return self._gather(self._convolve(q_hat, k_hat[0], size, nodes), idx, wts)
+        idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "t")
+        return self._read(q_hat, k_hat[0], size, nodes, idx, wts)
 
     def _energy(self, z: Tensor) -> Tensor:
-        idx, wts, h, nodes = self._stencil(z)
-        k_hat, size = self._kernels(h, nodes, z.dtype, "e")
-        unit = torch.full_like(z, 1.0 / z.shape[1])
-        q_hat = torch.fft.rfft(self._deposit(unit, idx, wts, nodes), n=size)
-        return self._gather(self._convolve(q_hat, k_hat[0], size, nodes), idx, wts).sum(-1)
+        idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "e")
+        return self._read(q_hat, k_hat[0], size, nodes, idx, wts).sum(-1)

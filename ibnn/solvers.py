@@ -9,7 +9,8 @@ Solvers:
 - ``"newton"`` (default): Newton's method on F(z) = z - y + lam B(z). Each step solves
   (I + lam dB/dz) d = -F with Jacobi-preconditioned CG (the matrix is symmetric positive
   definite for lam < 1/(2p)) and backtracks per row on ||F||_2 (the Newton direction is a
-  descent direction of ||F||^2), so it converges across lam in [-10, 1/(2p)).
+  descent direction of ||F||^2), so it converges across lam in [-10, 1/(2p)). A row whose
+  line search finds no decrease (its rounding floor) stops and keeps its best iterate.
 - ``"descent"``: the energy descent of Eq. (12), z <- z - tau F(z) with the fixed step
   tau = 1 / (1 + 2 p max(0, -lam)) that makes the energy of Eq. (5) non-increasing.
 - ``"picard"``: plain fixed-point iteration z <- y - lam B(z); contracts only for |lam| < 1/(2p).
@@ -64,7 +65,7 @@ class FixedPointProblem:
         """
         eps = torch.finfo(z.dtype).eps
         stiff = 1.0 + 2.0 * self.coupling.p * max(0.0, -self.lam)
-        floor = eps * stiff * z.detach().abs().amax(dim=-1).nan_to_num(0.0, 0.0, 0.0)
+        floor = 2.0 * eps * stiff * z.detach().abs().amax(dim=-1).nan_to_num(0.0, 0.0, 0.0)
         return torch.clamp(floor, min=tol)
 
     def energy(self, z: Tensor) -> Tensor:
@@ -178,6 +179,9 @@ def linear_start(problem: FixedPointProblem) -> tuple[Tensor, int]:
     )
 
 
+_MAX_HALVINGS = 20  # line-search step halvings before a row counts as stalled
+
+
 def newton(
     problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 50
 ) -> tuple[Tensor, SolveInfo]:
@@ -203,15 +207,16 @@ def newton(
             lin = problem.coupling.linearize(z)
             f = problem.residual(z, lin.B)
     res = _max_abs(f)
+    stalled = torch.zeros_like(res, dtype=torch.bool)
     it = 0
     for it in range(max_iter + 1):
-        active = res > problem.row_tol(z, tol)
+        active = (res > problem.row_tol(z, tol)) & ~stalled
         if not bool(active.any()) or it == max_iter:
             break
         fnorm = f.norm(dim=-1)
         rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
         precond = 1.0 / (1.0 + lam * lin.diag)
-        forcing = torch.clamp(fnorm, max=0.1)  # superlinear near the solution
+        forcing = torch.clamp(fnorm, max=1e-3)  # tight early: saves Newton steps
         step, n = cg(
             lambda v, lin=lin: v + lam * lin.matvec(v),
             rhs,
@@ -223,7 +228,7 @@ def newton(
         inner += n
         t = torch.ones_like(fnorm)
         accepted = ~active
-        for _ in range(30):
+        for _ in range(_MAX_HALVINGS):
             z_try = z + t[:, None] * step
             lin_try = problem.coupling.linearize(z_try)
             f_try = problem.residual(z_try, lin_try.B)
@@ -232,6 +237,13 @@ def newton(
             if bool(accepted.all()):
                 break
             t = torch.where(accepted, t, 0.5 * t)
+        if not bool(accepted.all()):
+            # no decrease along the Newton direction: the row sits on its rounding floor
+            # (or the direction is useless); keep its iterate and stop working on it
+            stalled |= ~accepted
+            z_try = z + torch.where(accepted, t, 0.0)[:, None] * step
+            lin_try = problem.coupling.linearize(z_try)
+            f_try = problem.residual(z_try, lin_try.B)
         z, lin, f = z_try, lin_try, f_try
         res = _max_abs(f)
     return z, _info(problem, z, tol, it, inner, res, lin)
