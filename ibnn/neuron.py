@@ -24,6 +24,7 @@ __all__ = ["ImplicitBias", "NeuronStats", "check_lam", "lam_bound"]
 BACKENDS = ("auto", "dense", "grid", "window")
 _GRID_MIN_UNITS = 64  # below this many units per row the exact O(D^2) sum is cheaper
 _MIN_GAP = 1e-4  # a trainable lam stays <= (1 - _MIN_GAP) / (2p)
+_STIFF_LAM = 0.25  # above this |lam| the fast path sums in float64 (its noise is scaled by lam)
 
 
 def lam_bound(p: float) -> float:
@@ -153,12 +154,13 @@ class ImplicitBias(nn.Module):
     # -- interaction pattern -------------------------------------------------------------------
     def coupling(self, units: int, spatial: tuple[int, int] | None) -> Coupling:
         """The coupling for rows of ``units`` units (``spatial`` = (H, W) for conv maps)."""
-        key = (units, spatial)
+        stiff = abs(float(self.lam.detach())) > _STIFF_LAM
+        key = (units, spatial, stiff)
         if key not in self._couplings:
-            self._couplings[key] = self._make_coupling(units, spatial)
+            self._couplings[key] = self._make_coupling(units, spatial, stiff)
         return self._couplings[key]
 
-    def _make_coupling(self, units: int, spatial: tuple[int, int] | None) -> Coupling:
+    def _make_coupling(self, units: int, spatial: tuple[int, int] | None, stiff: bool) -> Coupling:
         if self.w_extent is not None:
             if spatial is None:
                 raise ValueError(
@@ -173,7 +175,7 @@ class ImplicitBias(nn.Module):
         if self.backend == "window":
             raise ValueError("backend 'window' needs an odd `w_extent`, but got w_extent=None")
         if self.backend == "grid" or (self.backend == "auto" and units >= _GRID_MIN_UNITS):
-            return GridCoupling(self.p)
+            return GridCoupling(self.p, dtype=torch.float64 if stiff else None)
         return DenseCoupling(self.p)
 
     # -- forward -------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Solvers:
   (I + lam dB/dz) d = -F with Jacobi-preconditioned CG (the matrix is symmetric positive
   definite for lam < 1/(2p)) and backtracks per row on ||F||_2 (the Newton direction is a
   descent direction of ||F||^2), so it converges across lam in [-10, 1/(2p)). A row whose
-  line search finds no decrease (its rounding floor) stops and keeps its best iterate.
+  line search finds no decrease, or that stops halving its residual within 10x of its
+  rounding floor, stops there (reported as not converged if still above its tolerance).
 - ``"descent"``: the energy descent of Eq. (12), z <- z - tau F(z) with the fixed step
   tau = 1 / (1 + 2 p max(0, -lam)) that makes the energy of Eq. (5) non-increasing.
 - ``"picard"``: plain fixed-point iteration z <- y - lam B(z); contracts only for |lam| < 1/(2p).
@@ -208,9 +209,13 @@ def newton(
             f = problem.residual(z, lin.B)
     res = _max_abs(f)
     stalled = torch.zeros_like(res, dtype=torch.bool)
+    previous = torch.full_like(res, float("inf"))
     it = 0
     for it in range(max_iter + 1):
-        active = (res > problem.row_tol(z, tol)) & ~stalled
+        row_tol = problem.row_tol(z, tol)
+        # near its rounding floor a row that no longer halves its residual has nothing to gain
+        stalled |= (res <= 10.0 * row_tol) & (res > 0.5 * previous)
+        active = (res > row_tol) & ~stalled
         if not bool(active.any()) or it == max_iter:
             break
         fnorm = f.norm(dim=-1)
@@ -245,7 +250,7 @@ def newton(
             lin_try = problem.coupling.linearize(z_try)
             f_try = problem.residual(z_try, lin_try.B)
         z, lin, f = z_try, lin_try, f_try
-        res = _max_abs(f)
+        previous, res = res, _max_abs(f)
     return z, _info(problem, z, tol, it, inner, res, lin)
 
 
