@@ -254,11 +254,10 @@ def newton(
     return z, _info(problem, z, tol, it, inner, res, lin)
 
 
-def descent(
-    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 5000
+def _damped_iteration(
+    problem: FixedPointProblem, z0: Tensor, tau: float, tol: float, max_iter: int
 ) -> tuple[Tensor, SolveInfo]:
-    """Energy descent of Eq. (12) with the fixed step that guarantees monotone energy."""
-    tau = 1.0 / (1.0 + 2.0 * problem.coupling.p * max(0.0, -problem.lam))
+    """z <- z - tau F(z) until every row is within tolerance or max_iter steps."""
     z = z0
     it = 0
     for it in range(max_iter + 1):
@@ -270,19 +269,19 @@ def descent(
     return z, _info(problem, z, tol, it, 0, res)
 
 
+def descent(
+    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 5000
+) -> tuple[Tensor, SolveInfo]:
+    """Energy descent of Eq. (12) with the fixed step that guarantees monotone energy."""
+    tau = 1.0 / (1.0 + 2.0 * problem.coupling.p * max(0.0, -problem.lam))
+    return _damped_iteration(problem, z0, tau, tol, max_iter)
+
+
 def picard(
     problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 200
 ) -> tuple[Tensor, SolveInfo]:
-    """Plain fixed-point iteration z <- y - lam B(z)."""
-    z = z0
-    it = 0
-    for it in range(max_iter + 1):
-        f = problem.residual(z, problem.coupling.cross(z))
-        res = _max_abs(f)
-        if not bool((res > problem.row_tol(z, tol)).any()) or it == max_iter:
-            break
-        z = z - f
-    return z, _info(problem, z, tol, it, 0, res)
+    """Plain fixed-point iteration z <- y - lam B(z) (the step tau = 1 of Eq. 12)."""
+    return _damped_iteration(problem, z0, 1.0, tol, max_iter)
 
 
 def _torchdeq(name: str):
