@@ -1,0 +1,338 @@
+"""The common command line of every sweep script, validated before Ray starts.
+
+Flags (DESIGN section 6): ``--dataset``, ``--seeds``, ``--epochs``, ``--storage``, ``--resume``,
+``--smoke``, ``--address``, ``--data-root``, plus resources (``--cpus-per-trial``,
+``--gpus-per-trial``), fault tolerance (``--max-failures``), the chosen neuron of replication
+sweeps (``--lam``, ``--p``, ``--w-extent``, ``--lam-trainable`` or ``--from-search``) and the
+search budget (``--trials``). Bad values exit with status 2 and a message naming the flag, the
+value and the rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ibnn.sweep.spec import SweepSpec
+
+__all__ = ["DEFAULT_NEURON", "SweepArgs", "build_parser", "parse_args"]
+
+FAMILIES = ("sm", "ibnn", "ibnn_lite")
+# Neuron of replication sweeps when neither --lam/--p/... nor --from-search is given.
+DEFAULT_NEURON: dict[str, Any] = {"lam": -1.0, "p": 10.0, "w_extent": None, "lam_trainable": False}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    """The validated command line of one sweep run."""
+
+    dataset: str  # dataset of every trial
+    seeds: int  # seeds per SM configuration
+    ibnn_seeds: int  # seeds of the implicit families
+    families: tuple[str, ...]  # families of a grid sweep
+    epochs: int  # main epochs per trial
+    storage: str  # results root (path or URI)
+    name: str  # sweep folder name under the storage
+    resume: bool  # continue the saved sweep
+    smoke: bool  # tiny and fast
+    address: str | None  # Ray cluster address (None: find or start a local one)
+    data_root: str  # datasets folder on every node
+    download: bool  # let torchvision download datasets
+    cpus_per_trial: float  # logical CPUs per trial
+    gpus_per_trial: float | None  # logical GPUs per trial (None: 0.25 if the cluster has GPUs)
+    max_failures: int  # retries of a failing trial (from its last checkpoint)
+    max_concurrent: int | None  # cap on trials running at once
+    lam: float | None  # chosen lam (replication)
+    p: float | None  # chosen p (replication)
+    w_extent: int | None  # chosen w window (replication); None: global
+    w_extent_given: bool  # whether --w-extent was given
+    lam_trainable: bool  # chosen: train lam
+    from_search: str | None  # search sweep folder to take the best config from
+    trials: int  # Optuna trials of a search
+    search_seed: int  # sampler seed of a search
+    trial_module: str  # module providing Trial and TrialConfig
+    argv: tuple[str, ...]  # the raw arguments, for sweep.json
+
+
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def _nonneg_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {value}")
+        return value
+
+    return parse
+
+
+def _float(flag: str, low: float | None = None, strict: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{flag} must be finite, got {text!r}")
+        if low is not None and (value <= low if strict else value < low):
+            rule = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(f"{flag} must be {rule} {low:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def _w_extent(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--w-extent must be 'none' or a positive odd integer, got {text!r}"
+        ) from None
+    if value < 1 or value % 2 == 0:
+        raise argparse.ArgumentTypeError(
+            f"--w-extent must be 'none' or a positive odd integer, got {value}"
+        )
+    return value
+
+
+def _families(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in FAMILIES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"--families must be a comma-separated subset of {', '.join(FAMILIES)}, got {text!r}"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--families lists a family twice: {text!r}")
+    return names
+
+
+def _default_name(spec: SweepSpec, dataset: str) -> str:
+    """``<experiment>_<dataset>``, or the experiment alone when it has one dataset (toy2d)."""
+    return spec.name if len(spec.datasets) == 1 else f"{spec.name}_{dataset}"
+
+
+def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
+    """The argument parser of a sweep script (its flags depend on the spec's kind)."""
+    parser = argparse.ArgumentParser(
+        prog=f"sweeps/{spec.name}.py",
+        description=spec.description,
+        allow_abbrev=False,
+    )
+    g = parser.add_argument_group("sweep")
+    g.add_argument(
+        "--dataset",
+        choices=spec.datasets,
+        default=spec.datasets[0],
+        help=f"dataset (default: {spec.datasets[0]})",
+    )
+    g.add_argument(
+        "--seeds",
+        type=_positive_int("--seeds"),
+        default=None,
+        help=f"seeds per SM configuration (default: {spec.seeds}; --smoke: 1)",
+    )
+    g.add_argument(
+        "--ibnn-seeds",
+        type=_positive_int("--ibnn-seeds"),
+        default=None,
+        help="seeds per IBNN configuration (default: min(--seeds, 5), as in the paper)",
+    )
+    g.add_argument(
+        "--epochs",
+        type=_positive_int("--epochs"),
+        default=None,
+        help=f"main epochs per trial (default: {spec.epochs}; --smoke: {spec.smoke_epochs})",
+    )
+    g.add_argument("--smoke", action="store_true", help="tiny and fast: for tests and demos")
+    if spec.kind == "grid":
+        g.add_argument(
+            "--families",
+            type=_families,
+            default=spec.families,
+            help=f"comma-separated neuron families (default: {','.join(spec.families)})",
+        )
+    else:
+        g.add_argument(
+            "--trials",
+            type=_positive_int("--trials"),
+            default=None,
+            help=f"Optuna trials (default: {spec.search_trials}; --smoke: 3)",
+        )
+        g.add_argument(
+            "--search-seed",
+            type=_nonneg_int("--search-seed"),
+            default=0,
+            help="seed of Optuna's TPE sampler (default: 0)",
+        )
+    if spec.chosen_neuron:
+        n = parser.add_argument_group(
+            "chosen neuron (IBNN families)",
+            f"default without these flags: lam={DEFAULT_NEURON['lam']}, p={DEFAULT_NEURON['p']}, "
+            "global w, fixed lam",
+        )
+        n.add_argument("--lam", type=_float("--lam"), default=None, help="lam < 1/(2p)")
+        n.add_argument("--p", type=_float("--p", 0.0, strict=True), default=None, help="p > 0")
+        n.add_argument(
+            "--w-extent",
+            type=_w_extent,
+            default=argparse.SUPPRESS,
+            help="'none' (global w) or an odd window side",
+        )
+        n.add_argument("--lam-trainable", action="store_true", help="train lam")
+        n.add_argument(
+            "--from-search",
+            default=None,
+            metavar="SWEEP_DIR",
+            help="take lam, p, w_extent, lam_trainable from the best trial of a finished search "
+            "sweep, e.g. results/search_fmnist",
+        )
+    s = parser.add_argument_group("storage and cluster")
+    s.add_argument(
+        "--storage",
+        default="results",
+        help="results root: a folder, s3://... or NFS (default: results)",
+    )
+    s.add_argument(
+        "--name",
+        default=None,
+        help=f"sweep folder under --storage (default: {_default_name(spec, '<dataset>')})",
+    )
+    s.add_argument("--resume", action="store_true", help="continue the sweep saved in the folder")
+    s.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (host:port or auto); default: the cluster this machine "
+        "belongs to, else a new local Ray instance",
+    )
+    s.add_argument(
+        "--data-root",
+        default="~/.cache/ibnn/data",
+        help="datasets folder on every node (default: ~/.cache/ibnn/data)",
+    )
+    s.add_argument("--download", action="store_true", help="let torchvision download datasets")
+    s.add_argument(
+        "--cpus-per-trial",
+        type=_float("--cpus-per-trial", 0.0, strict=True),
+        default=1.0,
+        help="logical CPUs per trial (default: 1)",
+    )
+    s.add_argument(
+        "--gpus-per-trial",
+        type=_float("--gpus-per-trial", 0.0),
+        default=None,
+        help="fractional GPUs per trial, e.g. 0.25 (default: 0.25 if the cluster has GPUs, else 0)",
+    )
+    s.add_argument(
+        "--max-failures",
+        type=_nonneg_int("--max-failures"),
+        default=2,
+        help="retries of a failing trial, each from its last checkpoint (default: 2)",
+    )
+    s.add_argument(
+        "--max-concurrent",
+        type=_positive_int("--max-concurrent"),
+        default=None,
+        help="cap on trials running at once (default: as many as resources allow)",
+    )
+    s.add_argument(
+        "--trial-module",
+        default="ibnn.trial",
+        help="module providing Trial and TrialConfig (default: ibnn.trial; tests use a fake)",
+    )
+    return parser
+
+
+def parse_args(spec: SweepSpec, argv: Sequence[str] | None = None) -> SweepArgs:
+    """Parses and validates a sweep's command line; exits with status 2 on bad input."""
+    import sys
+
+    raw = tuple(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(spec)
+    ns = parser.parse_args(list(raw))
+    return _validate(parser, spec, ns, raw)
+
+
+def _validate(
+    parser: argparse.ArgumentParser, spec: SweepSpec, ns: argparse.Namespace, raw: tuple[str, ...]
+) -> SweepArgs:
+    chosen = getattr(ns, "lam", None), getattr(ns, "p", None)
+    w_given = hasattr(ns, "w_extent")
+    lam_trainable = bool(getattr(ns, "lam_trainable", False))
+    from_search = getattr(ns, "from_search", None)
+    if from_search and (chosen != (None, None) or w_given or lam_trainable):
+        parser.error(
+            "--from-search cannot be combined with --lam, --p, --w-extent or "
+            "--lam-trainable (it supplies all four)"
+        )
+    if spec.chosen_neuron and not from_search:
+        lam = DEFAULT_NEURON["lam"] if chosen[0] is None else chosen[0]
+        p = DEFAULT_NEURON["p"] if chosen[1] is None else chosen[1]
+        if lam >= 1.0 / (2.0 * p):
+            parser.error(
+                f"--lam must satisfy lam < 1/(2p) = {1.0 / (2.0 * p):.6g} (uniqueness of the "
+                f"fixed point, Cor. 3.1) with p={p:g}, got lam={lam:g}"
+            )
+    name = ns.name or _default_name(spec, ns.dataset)
+    if not _NAME.match(name):
+        parser.error(f"--name must match {_NAME.pattern} (a folder name), got {name!r}")
+    if not ns.storage.strip():
+        parser.error("--storage must be a non-empty folder or URI")
+    if ns.address is not None and not ns.address.strip():
+        parser.error("--address must be host:port, auto or local, got an empty string")
+    seeds = ns.seeds or (1 if ns.smoke else spec.seeds)
+    ibnn_seeds = ns.ibnn_seeds if ns.ibnn_seeds is not None else min(seeds, 5)
+    if ns.smoke:
+        epochs = ns.epochs or spec.smoke_epochs
+    else:
+        epochs = ns.epochs or spec.epochs
+    trials = getattr(ns, "trials", None) or (3 if ns.smoke else spec.search_trials)
+    return SweepArgs(
+        dataset=ns.dataset,
+        seeds=seeds,
+        ibnn_seeds=ibnn_seeds,
+        families=tuple(getattr(ns, "families", spec.families)),
+        epochs=epochs,
+        storage=ns.storage,
+        name=name,
+        resume=ns.resume,
+        smoke=ns.smoke,
+        address=ns.address,
+        data_root=ns.data_root,
+        download=ns.download,
+        cpus_per_trial=ns.cpus_per_trial,
+        gpus_per_trial=ns.gpus_per_trial,
+        max_failures=ns.max_failures,
+        max_concurrent=ns.max_concurrent,
+        lam=chosen[0],
+        p=chosen[1],
+        w_extent=getattr(ns, "w_extent", None),
+        w_extent_given=w_given,
+        lam_trainable=lam_trainable,
+        from_search=from_search,
+        trials=trials,
+        search_seed=getattr(ns, "search_seed", 0),
+        trial_module=ns.trial_module,
+        argv=raw,
+    )

@@ -1,0 +1,186 @@
+"""The sweep folder's ``sweep.json``: what a folder holds, whether a run may use it, and the best
+configuration of a finished search.
+
+``sweep.json`` records the sweep name, the experiment, the script and its arguments, the spec
+(the trial set: constants and variants, or the search settings) with its fingerprint, the expected
+trial count, timestamps (started, resumed, finished) and, once the Tuner returns, the counts of ok
+and failed trials. Two runs are the same sweep when their fingerprints agree.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from ibnn.results import Storage, read_table
+
+__all__ = [
+    "FolderError",
+    "check_folder",
+    "fingerprint",
+    "load_search_choice",
+    "now",
+    "split_sweep_path",
+    "tune_state_exists",
+]
+
+SWEEP_JSON = "sweep.json"
+RAY_DIR = "ray"
+
+
+class FolderError(ValueError):
+    """The storage folder cannot be used by this run (the message says why and what to do)."""
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def fingerprint(spec_record: Mapping[str, Any]) -> str:
+    """A short stable hash of a sweep's spec record (its trial set)."""
+    text = json.dumps(spec_record, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [
+        k
+        for k in keys
+        if json.dumps(a.get(k), sort_keys=True, default=str)
+        != json.dumps(b.get(k), sort_keys=True, default=str)
+    ]
+
+
+def tune_state_exists(storage: Storage, sweep: str) -> bool:
+    """Whether the sweep folder holds a Ray Tune state that ``Tuner.restore`` can continue."""
+    from ray import tune
+
+    try:
+        return bool(tune.Tuner.can_restore(storage.join_uri(sweep, RAY_DIR)))
+    except Exception:  # an unreachable or malformed location: nothing restorable there
+        return False
+
+
+def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], resume: bool) -> str:
+    """Decides how a run may use ``<storage>/<sweep>``; never changes anything there.
+
+    Args:
+        storage: the results root.
+        sweep: the sweep folder name.
+        spec_record: this run's spec record (``sweep.json``'s ``spec``).
+        resume: whether ``--resume`` was given.
+
+    Returns:
+        "fresh" to start a new Tuner, or "restore" to continue the saved one.
+
+    Raises:
+        FolderError: the folder holds another sweep, holds files but no sweep.json, already holds
+            this sweep's state without ``--resume``, or has nothing to resume with ``--resume``.
+    """
+    where = storage.join_uri(sweep)
+    meta = storage.read_json(f"{sweep}/{SWEEP_JSON}") if storage.exists(sweep, SWEEP_JSON) else None
+    if meta is None and storage.exists(sweep):
+        selector = pafs.FileSelector(storage.path(sweep), allow_not_found=True)
+        if storage.fs.get_file_info(selector):
+            raise FolderError(
+                f"{where} exists and holds files but no {SWEEP_JSON}: it is not a sweep folder "
+                f"of this platform. Nothing was changed; choose another --storage or --name."
+            )
+    if meta is not None and meta.get("fingerprint") != fingerprint(spec_record):
+        diff = _diff_keys(meta.get("spec", {}), spec_record)
+        raise FolderError(
+            f"{where} holds another sweep's results (experiment {meta.get('experiment')!r}, "
+            f"dataset {meta.get('dataset')!r}); its spec differs from this run's in "
+            f"{diff or ['fingerprint']}. Nothing was changed; choose another --storage or "
+            f"--name, or rerun with the original arguments."
+        )
+    restorable = tune_state_exists(storage, sweep)
+    if resume:
+        if not restorable:
+            raise FolderError(
+                f"--resume: nothing to resume in {where} (no Ray Tune state under "
+                f"{where}/{RAY_DIR}). Run without --resume to start the sweep."
+            )
+        return "restore"
+    if restorable:
+        state = "finished" if meta and meta.get("finished") else "started"
+        raise FolderError(
+            f"{where} already holds this sweep ({state} {meta.get('started') if meta else ''}). "
+            f"Nothing was changed; pass --resume to continue it, or choose another --storage "
+            f"or --name for a new run."
+        )
+    return "fresh"
+
+
+def split_sweep_path(path: str) -> tuple[str, str]:
+    """Splits ``<storage>/<sweep>`` (path or URI) into the storage root and the sweep name."""
+    p = path.rstrip("/")
+    if "://" not in p:
+        p = os.path.abspath(os.path.expanduser(p))
+    root, _, name = p.rpartition("/")
+    if not name or not root or root.endswith(":/"):
+        raise FolderError(f"expected a sweep folder <storage>/<sweep>, got {path!r}")
+    return root, name
+
+
+def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The best configuration found by a search sweep, read from its Parquet ``trials`` table.
+
+    Best = highest objective (validation accuracy at the selected epoch) among trials that ended
+    with status "ok"; ties go to the smaller trial_id.
+
+    Args:
+        path: the search's sweep folder, ``<storage>/<sweep>``.
+
+    Returns:
+        ``(neuron, info)``: neuron is {lam, p, w_extent, lam_trainable}; info names the source,
+        the trial, its objective and dataset.
+
+    Raises:
+        FolderError: no search sweep there, or no finished trial yet.
+    """
+    root, name = split_sweep_path(path)
+    st = Storage(root)
+    if not st.exists(name, SWEEP_JSON):
+        raise FolderError(f"--from-search {path}: no {SWEEP_JSON} there (not a sweep folder)")
+    meta = st.read_json(f"{name}/{SWEEP_JSON}")
+    if meta.get("kind") != "search":
+        raise FolderError(
+            f"--from-search {path}: that sweep is {meta.get('experiment')!r} (kind "
+            f"{meta.get('kind')!r}), not a search"
+        )
+    rows = read_table(st, name, "trials").to_pylist()
+    done = [r for r in rows if r["status"] == "ok" and _finite(r["objective"])]
+    if not done:
+        raise FolderError(
+            f"--from-search {path}: no search trial has finished with status 'ok' yet "
+            f"({len(rows)} trial files); resume or finish the search first"
+        )
+    best = max(done, key=lambda r: (r["objective"], _neg(r["trial_id"])))
+    cfg = json.loads(best["config_json"])
+    neuron = {k: cfg[k] for k in ("lam", "p", "w_extent", "lam_trainable")}
+    info = {
+        "path": path,
+        "trial_id": best["trial_id"],
+        "objective": best["objective"],
+        "dataset": cfg.get("dataset"),
+        "finished_trials": len(done),
+    }
+    return neuron, info
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def _neg(s: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in s)

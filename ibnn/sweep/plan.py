@@ -1,0 +1,150 @@
+"""From a spec and a command line to the exact set of trials (``SweepPlan``), before Ray starts.
+
+Every grid trial's config is built and validated here with the real ``TrialConfig``, so a bad
+combination is refused with the trial named, and each trial gets its deterministic trial_id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ibnn.sweep.cli import DEFAULT_NEURON, SweepArgs
+from ibnn.sweep.meta import fingerprint, load_search_choice
+from ibnn.sweep.spec import SMOKE, SweepContext, SweepSpec, expand_grid
+from ibnn.sweep.trainable import RUNTIME_KEYS, load_trial_api, split_config, trial_id
+
+__all__ = ["PlanError", "SweepPlan", "build_plan"]
+
+
+class PlanError(ValueError):
+    """The requested sweep cannot be built (the message names the trial and the rule)."""
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The trials of one sweep run and how they are recorded."""
+
+    sweep: str  # folder name under the storage
+    experiment: str  # the spec's name
+    kind: str  # "grid" or "search"
+    dataset: str  # dataset of every trial
+    constants: dict[str, Any]  # TrialConfig fields shared by every trial (runtime keys included)
+    variants: tuple[dict[str, Any], ...]  # grid: each trial's own fields; search: empty
+    trial_ids: tuple[str, ...]  # grid: the variants' deterministic ids; search: empty
+    expected_trials: int  # number of trials the sweep runs
+    neuron: dict[str, Any]  # the chosen neuron of the implicit families
+    neuron_source: dict[str, Any]  # where it came from (flags, default, a search)
+    label_keys: tuple[str, ...]  # config keys shown in progress lines
+    spec_record: dict[str, Any]  # what identifies the sweep (sweep.json "spec")
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the spec record: equal for runs of the same sweep."""
+        return fingerprint(self.spec_record)
+
+
+def _neuron(spec: SweepSpec, args: SweepArgs) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not spec.chosen_neuron:
+        fixed = {k: v for k, v in DEFAULT_NEURON.items() if k != "lam"}
+        return fixed, {"source": "spec axes"}
+    if args.from_search:
+        try:
+            neuron, info = load_search_choice(args.from_search)
+        except ValueError as err:
+            raise PlanError(str(err)) from None
+        if info["dataset"] != args.dataset:
+            raise PlanError(
+                f"--from-search {args.from_search} searched dataset {info['dataset']!r}, but "
+                f"--dataset is {args.dataset!r}; search on {args.dataset!r} first or pass --lam/--p"
+            )
+        return neuron, {"source": "search", **info}
+    neuron = {
+        "lam": DEFAULT_NEURON["lam"] if args.lam is None else args.lam,
+        "p": DEFAULT_NEURON["p"] if args.p is None else args.p,
+        "w_extent": args.w_extent if args.w_extent_given else DEFAULT_NEURON["w_extent"],
+        "lam_trainable": args.lam_trainable,
+    }
+    given = args.lam is not None or args.p is not None or args.w_extent_given or args.lam_trainable
+    return neuron, {"source": "flags" if given else "default"}
+
+
+def _identity(constants: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in constants.items() if k not in RUNTIME_KEYS}
+
+
+def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
+    """Expands a spec and a validated command line into the sweep's trials.
+
+    Raises:
+        PlanError: a trial config is invalid, or --from-search cannot be used.
+    """
+    ctx = SweepContext(dataset=args.dataset, smoke=args.smoke)
+    constants: dict[str, Any] = {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "evals": list(spec.evals),
+        "data_root": args.data_root,
+        "download": args.download,
+    }
+    if args.smoke:
+        constants.update(SMOKE)
+    constants.update(spec.overrides(ctx))
+    axes = {k: list(v) for k, v in spec.axes(ctx).items()}
+    neuron, source = _neuron(spec, args)
+    try:
+        _, config_cls = load_trial_api(args.trial_module)
+    except (ImportError, ValueError) as err:
+        raise PlanError(f"--trial-module {args.trial_module!r}: {err}") from None
+
+    def check(extra: dict[str, Any], what: str) -> str:
+        flat, _ = split_config({**constants, "variant": extra}, spec.search_only_keys)
+        try:
+            return trial_id(config_cls.from_dict(flat).to_dict())
+        except (TypeError, ValueError) as err:
+            raise PlanError(f"{spec.name}: {what} is invalid: {err}") from None
+
+    if spec.kind == "grid":
+        seeds = {"sm": args.seeds, "ibnn": args.ibnn_seeds, "ibnn_lite": args.ibnn_seeds}
+        variants = expand_grid(args.families, seeds, axes, neuron)
+        ids = [check(v, f"trial {v}") for v in variants]
+        if len(set(ids)) != len(ids):
+            raise PlanError(f"{spec.name}: two grid trials have the same config (ids {ids})")
+        search: dict[str, Any] = {}
+        expected = len(variants)
+        labels = tuple(axes) + (("lam",) if "lam" not in axes and spec.chosen_neuron else ())
+    else:
+        probe = {"family": spec.search_family, "seed": 0, "lam": 0.0}
+        check(probe, "the search's base config")
+        variants, ids = [], []
+        search = {
+            "trials": args.trials,
+            "search_seed": args.search_seed,
+            "family": spec.search_family,
+            "space": f"{spec.search_space.__module__}.{spec.search_space.__qualname__}",
+            "search_only_keys": list(spec.search_only_keys),
+        }
+        expected = args.trials
+        labels = ("lam", "p", "w_extent", "lam_trainable")
+    record = {
+        "experiment": spec.name,
+        "kind": spec.kind,
+        "dataset": args.dataset,
+        "constants": _identity(constants),
+        "variants": variants,
+        "search": search,
+    }
+    return SweepPlan(
+        sweep=args.name,
+        experiment=spec.name,
+        kind=spec.kind,
+        dataset=args.dataset,
+        constants=constants,
+        variants=tuple(variants),
+        trial_ids=tuple(ids),
+        expected_trials=expected,
+        neuron=neuron,
+        neuron_source=source,
+        label_keys=labels,
+        spec_record=record,
+    )

@@ -1,0 +1,301 @@
+"""The one Ray Tune trainable of every sweep: a trial runner that checkpoints every epoch.
+
+Per epoch: ``trial.run_epoch()``, then the trial's Parquet files are rewritten with all of its
+rows so far, then the trial state is saved into a temporary folder and reported to Tune with
+``tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))``. A restarted trial
+(retry after a failure, or a resumed sweep) loads ``tune.get_checkpoint()`` and continues; since
+its files are rewritten from the restored records, rows are never duplicated. After the last
+epoch the evaluations (and, for toy2d, the decision boundary) are written before the final report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ibnn.results import Storage
+from ibnn.sweep.meta import now
+
+__all__ = [
+    "RUNTIME_KEYS",
+    "InjectedFailure",
+    "TrialNamer",
+    "TrialSettings",
+    "load_trial_api",
+    "make_trainable",
+    "mark_failed",
+    "objective",
+    "resolve",
+    "split_config",
+    "trial_id",
+]
+
+# Config fields that change where or how fast a trial runs, not its numbers: left out of trial_id.
+RUNTIME_KEYS = frozenset({"data_root", "download", "device", "num_workers", "eval_batch_size"})
+# Runner-only config keys (never passed to TrialConfig).
+RUNNER_KEYS = frozenset({"_fail_at_epoch"})
+CHECKPOINT_FILE = "trial.pt"
+TRAINABLE_NAME = "ibnn_trial"
+# Exceptions of a failed solve or numerical error (as ibnn.trial treats them).
+_EVAL_FAILURES = (RuntimeError, ValueError, ArithmeticError)
+
+
+class InjectedFailure(RuntimeError):
+    """Raised once by a trial whose config holds ``_fail_at_epoch`` (fault-tolerance tests)."""
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (fixed for the sweep's lifetime)."""
+
+    storage: str  # results root, path or URI
+    sweep: str  # sweep folder name
+    experiment: str  # experiment name (the spec's name)
+    trial_module: str = "ibnn.trial"  # module providing Trial and TrialConfig
+    drop_keys: tuple[str, ...] = ()  # search-only keys of the config, not TrialConfig fields
+    boundaries: bool = False  # also write trial.boundary() (toy2d)
+
+
+def load_trial_api(module: str) -> tuple[type, type]:
+    """The ``(Trial, TrialConfig)`` classes of a trial module (default ``ibnn.trial``)."""
+    mod = importlib.import_module(module)
+    missing = [n for n in ("Trial", "TrialConfig") if not hasattr(mod, n)]
+    if missing:
+        raise ValueError(f"trial module {module!r} lacks {missing}; it must define both")
+    return mod.Trial, mod.TrialConfig
+
+
+def split_config(
+    config: Mapping[str, Any], drop_keys: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Splits a Tune config into TrialConfig fields and runner options.
+
+    The grid puts each trial's own values under ``config["variant"]``; they are merged over the
+    sweep's constants. Keys starting with "_" are runner options; ``drop_keys`` (an Optuna
+    space's helper parameters) are removed.
+
+    Raises:
+        ValueError: an unknown runner option.
+    """
+    flat = {k: v for k, v in config.items() if k != "variant"}
+    flat.update(config.get("variant") or {})
+    runner = {k: flat.pop(k) for k in [k for k in flat if k.startswith("_")]}
+    unknown = sorted(set(runner) - RUNNER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown runner options {unknown}; valid: {sorted(RUNNER_KEYS)}")
+    for k in drop_keys:
+        flat.pop(k, None)
+    return flat, runner
+
+
+def trial_id(cfg_dict: Mapping[str, Any]) -> str:
+    """Deterministic id of a trial: a hash of its normalised config (runtime keys left out)."""
+    ident = {k: v for k, v in cfg_dict.items() if k not in RUNTIME_KEYS}
+    text = json.dumps(ident, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def objective(records: list[Mapping[str, Any]]) -> float:
+    """Validation accuracy at the model-selection epoch so far (last record if none selected)."""
+    if not records:
+        return float("nan")
+    chosen = [r for r in records if r.get("selected")]
+    value = (chosen[-1] if chosen else records[-1]).get("val_acc")
+    return float("nan") if value is None else float(value)
+
+
+def resolve(config: Mapping[str, Any], settings: TrialSettings) -> tuple[str, dict[str, Any]]:
+    """A Tune config's trial_id and normalised TrialConfig dict."""
+    _, config_cls = load_trial_api(settings.trial_module)
+    flat, _ = split_config(config, settings.drop_keys)
+    cfg_dict = config_cls.from_dict(flat).to_dict()
+    return trial_id(cfg_dict), cfg_dict
+
+
+class TrialNamer:
+    """Names Tune trials after the deterministic trial_id (``<family>_s<seed>_<trial_id>``).
+
+    Args:
+        settings: the sweep's trial settings.
+        folder: name trial folders instead: the name plus Tune's own trial id, so that two
+            search trials that happen to draw the same config never share a folder.
+    """
+
+    def __init__(self, settings: TrialSettings, folder: bool = False) -> None:
+        self.settings = settings
+        self.folder = folder
+
+    def __call__(self, trial: Any) -> str:
+        tid, cfg = resolve(trial.config, self.settings)
+        name = f"{cfg['family']}_s{cfg['seed']}_{tid}"
+        return f"{name}_{trial.trial_id}" if self.folder else name
+
+
+def mark_failed(settings: TrialSettings, config: Mapping[str, Any], error: str) -> None:
+    """Records in the trials table that a trial failed for good (after its retries)."""
+    tid, cfg_dict = resolve(config, settings)
+    writer = _Writer(settings, tid, cfg_dict)
+    records = []
+    if writer.has("epochs"):
+        records = writer.st.read_trial(settings.sweep, "epochs", tid).to_pylist()
+    writer.error = error
+    writer.trial_row("error", records)
+
+
+def make_trainable(settings: TrialSettings) -> Callable[[dict[str, Any]], None]:
+    """The Tune function trainable of a sweep (same name on every run, so restore finds it)."""
+
+    def ibnn_trial(config: dict[str, Any]) -> None:
+        _run(config, settings)
+
+    ibnn_trial.__name__ = ibnn_trial.__qualname__ = TRAINABLE_NAME
+    return ibnn_trial
+
+
+class _Writer:
+    """Writes one trial's tables under the sweep folder."""
+
+    def __init__(self, settings: TrialSettings, tid: str, cfg_dict: dict[str, Any]) -> None:
+        self.st = Storage(settings.storage)
+        self.settings = settings
+        self.tid = tid
+        self.cfg_dict = cfg_dict
+        self.context = {**cfg_dict, "experiment": settings.experiment}
+        self.error = ""  # why evaluation failed, if it did
+
+    def rows(self, table: str, rows: list[Mapping[str, Any]]) -> None:
+        self.st.write_rows(self.settings.sweep, table, self.tid, rows, self.context)
+
+    def has(self, table: str) -> bool:
+        return self.st.exists(self.settings.sweep, table, f"{self.tid}.parquet")
+
+    def trial_row(self, status: str, records: list[Mapping[str, Any]]) -> None:
+        row = {
+            "status": status,
+            "epochs_done": len(records),
+            "objective": objective(records),
+            "config_json": json.dumps(self.cfg_dict, sort_keys=True),
+            "updated": now(),
+            "error": self.error or _last(records, "error"),
+        }
+        self.rows("trials", [row])
+
+    def fail_once(self, epoch: int) -> bool:
+        """Whether to inject the failure now (True only the first time, marked on storage)."""
+        marker = f"{self.settings.sweep}/.faults/{self.tid}.{epoch}"
+        if self.st.exists(marker):
+            return False
+        self.st.write_bytes(marker, now().encode())
+        return True
+
+
+def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
+    rec = trial.records[-1] if trial.records else {}
+    val = rec.get("val_acc", float("nan"))
+    return {
+        "trial_id": tid,
+        "epoch": int(rec.get("epoch", 0)),
+        "epochs_done": len(trial.records),
+        "epochs_total": int(cfg.warmup_epochs) + int(cfg.epochs),
+        "val_acc": float("nan") if val is None else float(val),
+        "objective": objective(trial.records),
+        "status": status,
+    }
+
+
+def _staging_dir() -> str | None:
+    """Where checkpoints are staged before Tune persists them: the trial's local folder inside
+    Ray's temp dir (None outside a Tune session), so a worker killed mid-epoch leaves its
+    staging folder there rather than loose in /tmp."""
+    from ray import tune
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # outside a session Ray warns and returns None
+        path = tune.get_context().get_trial_dir()
+    if path is not None:
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _finish(writer: _Writer, trial: Any) -> str:
+    """Writes the evaluations (and boundary) of a finished trial; returns its final status.
+
+    As in ``ibnn.trial.run_trial``: only an "ok" trial is evaluated, and a solve failing under
+    attack ends it as "solver_failed" (its evals file is then empty) instead of crashing.
+    """
+    status, evals = trial.status, []
+    if status == "ok":
+        try:
+            evals = trial.evaluate()
+            if writer.settings.boundaries:
+                writer.rows("boundaries", trial.boundary())
+        except _EVAL_FAILURES as err:
+            status = "solver_failed"
+            writer.error = f"evaluation: {type(err).__name__}: {err}"
+    writer.rows("evals", evals)
+    return status
+
+
+def _run(config: dict[str, Any], settings: TrialSettings) -> None:
+    from ray import tune
+
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
+
+    trial_cls, config_cls = load_trial_api(settings.trial_module)
+    flat, runner = split_config(config, settings.drop_keys)
+    cfg = config_cls.from_dict(flat)
+    cfg_dict = cfg.to_dict()
+    tid = trial_id(cfg_dict)
+    writer = _Writer(settings, tid, cfg_dict)
+    trial = trial_cls(cfg)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        try:
+            with checkpoint.as_directory() as d:
+                trial.load(os.path.join(d, CHECKPOINT_FILE))
+        except (OSError, EOFError) as err:
+            # A resumed sweep may point at a checkpoint already rotated away (CheckpointConfig's
+            # num_to_keep deletes old ones; Tune's state can be a few checkpoints behind when the
+            # driver dies). Restarting the trial from scratch gives the same rows.
+            print(
+                f"trial {tid}: checkpoint {checkpoint.path} unreadable ({type(err).__name__}: "
+                f"{err}); restarting the trial from its first epoch",
+                file=sys.stderr,
+                flush=True,
+            )
+            trial = trial_cls(cfg)
+    if trial.done:
+        # Restored from the final checkpoint: evaluate only if that had not happened yet.
+        if not writer.has("evals"):
+            writer.trial_row(_finish(writer, trial), trial.records)
+        return
+    fail_at = runner.get("_fail_at_epoch")
+    scratch = _staging_dir()
+    while not trial.done:
+        record = trial.run_epoch()
+        writer.rows("epochs", trial.records)
+        if (
+            fail_at is not None
+            and int(record["epoch"]) == int(fail_at)
+            and writer.fail_once(int(fail_at))
+        ):
+            raise InjectedFailure(f"injected failure after epoch {fail_at} of trial {tid}")
+        status = _finish(writer, trial) if trial.done else trial.status
+        writer.trial_row(status, trial.records)
+        metrics = _metrics(tid, trial, cfg, status)
+        with tempfile.TemporaryDirectory(prefix="ibnn-ckpt-", dir=scratch) as d:
+            trial.save(os.path.join(d, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _last(records: list[Mapping[str, Any]], key: str) -> str:
+    return str(records[-1].get(key) or "") if records else ""

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets everything up (scripts/setup.sh), runs a small real sweep on a local Ray instance and
+# writes the dashboard:
+#   - Fashion-MNIST from Debian's dataset-fashion-mnist (real images, no download);
+#   - sweeps/expressivity.py in smoke size: UCN(1, C) for two widths C, SM, IBNN and
+#     IBNN-lite, 3 seeds each, a few hundred training images, one warm-up and two epochs;
+#   - Parquet results under results/demo/, then results/demo/dashboard.html.
+# Environment: DEMO_STORAGE (default results/demo), DEMO_SEEDS (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export RAY_USAGE_STATS_ENABLED=0
+storage=${DEMO_STORAGE:-results/demo}
+seeds=${DEMO_SEEDS:-3}
+resume=()
+if [ -f "$storage/expressivity_fmnist/sweep.json" ]; then
+  resume=(--resume)   # a second run continues (or re-reads) the same sweep
+fi
+echo "[demo] sweep: expressivity on Fashion-MNIST, $seeds seeds, results in $storage"
+.venv/bin/python sweeps/expressivity.py --dataset fmnist --smoke --seeds "$seeds" \
+  --ibnn-seeds "$seeds" --epochs 2 --storage "$storage" "${resume[@]}"
+echo "[demo] dashboard"
+.venv/bin/python -m analysis "$storage" --out "$storage/dashboard.html"

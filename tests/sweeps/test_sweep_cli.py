@@ -1,0 +1,252 @@
+"""Bad input is refused before Ray starts; plans, trial ids and the search space (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import optuna
+import pytest
+
+from ibnn.config import TrialConfig
+from ibnn.results import Storage
+from ibnn.sweep import runner
+from ibnn.sweep.cli import parse_args
+from ibnn.sweep.meta import load_search_choice
+from ibnn.sweep.plan import build_plan
+from ibnn.sweep.spec import SweepContext, SweepSpec, expand_grid
+from ibnn.sweep.trainable import split_config, trial_id
+from tests.sweeps.conftest import FAKE, load_script
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test if the runner gets as far as starting or joining Ray."""
+
+    def refuse(address):
+        raise AssertionError("Ray was started although the input should have been refused")
+
+    monkeypatch.setattr(runner, "_init_ray", refuse)
+
+
+def run_main(name, argv, capsys):
+    spec = load_script(name).SPEC
+    code = None
+    try:
+        code = runner.main(spec, [*argv, "--trial-module", FAKE])
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+        (["--dataset", "mnist"], "invalid choice: 'mnist'"),
+        (["--epochs", "two"], "--epochs must be an integer, got 'two'"),
+        (["--lam", "0.06"], "lam < 1/(2p) = 0.05"),
+        (["--lam", "0.2", "--p", "5"], "lam < 1/(2p) = 0.1"),
+        (["--p", "0"], "--p must be > 0, got 0"),
+        (["--w-extent", "4"], "--w-extent must be 'none' or a positive odd integer, got 4"),
+        (["--families", "sm,foo"], "--families must be a comma-separated subset"),
+        (["--from-search", "x", "--lam", "-1"], "--from-search cannot be combined"),
+        (["--gpus-per-trial", "-0.5"], "--gpus-per-trial must be >= 0"),
+        (["--name", "a/b"], "--name must match"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_clear_message(argv, message, capsys, no_ray, tmp_path):
+    code, err = run_main("expressivity", [*argv, "--storage", str(tmp_path)], capsys)
+    assert code == 2
+    assert message in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_search_and_toy2d_have_their_own_flags(capsys, no_ray, tmp_path):
+    code, err = run_main("search", ["--lam", "-1", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "unrecognized arguments: --lam" in err
+    code, err = run_main("toy2d", ["--dataset", "fmnist", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "invalid choice: 'fmnist'" in err
+
+
+def test_a_folder_of_another_sweep_is_refused_and_untouched(capsys, no_ray, tmp_path):
+    folder = tmp_path / "expressivity_fmnist"
+    folder.mkdir()
+    other = {
+        "sweep": "expressivity_fmnist",
+        "experiment": "memorization",
+        "dataset": "fmnist",
+        "fingerprint": "0123456789abcdef",
+        "spec": {"experiment": "memorization"},
+    }
+    (folder / "sweep.json").write_text(json.dumps(other))
+    (folder / "epochs").mkdir()
+    (folder / "epochs" / "t.parquet").write_bytes(b"data")
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    for extra in ([], ["--resume"]):
+        code, err = run_main(
+            "expressivity", ["--smoke", "--storage", str(tmp_path), *extra], capsys
+        )
+        assert code == 2
+        assert "holds another sweep's results (experiment 'memorization'" in err
+        assert "Nothing was changed" in err
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    assert (folder / "epochs" / "t.parquet").read_bytes() == b"data"
+
+
+def test_a_foreign_folder_without_sweep_json_is_refused(capsys, no_ray, tmp_path):
+    (tmp_path / "memorization_fmnist").mkdir()
+    (tmp_path / "memorization_fmnist" / "notes.txt").write_text("mine")
+    code, err = run_main("memorization", ["--smoke", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "holds files but no sweep.json" in err
+    assert os.listdir(tmp_path / "memorization_fmnist") == ["notes.txt"]
+
+
+def test_resume_with_nothing_to_resume_is_refused(capsys, no_ray, tmp_path):
+    code, err = run_main("robustness", ["--smoke", "--storage", str(tmp_path), "--resume"], capsys)
+    assert code == 2 and "--resume: nothing to resume in" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_from_search_needs_a_finished_search(capsys, no_ray, tmp_path):
+    code, err = run_main("expressivity", ["--from-search", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "no sweep.json there" in err
+
+
+def fabricate_search(root, dataset, objectives):
+    """A finished search folder (sweep.json + trials table) without running one."""
+    st = Storage(str(root))
+    st.write_json("search_x/sweep.json", {"kind": "search", "experiment": "search"})
+    for i, (objective, status) in enumerate(objectives):
+        cfg = TrialConfig(
+            dataset=dataset,
+            family="ibnn",
+            lam=-0.1 * (i + 1),
+            p=10.0,
+            w_extent=3 if i % 2 else None,
+            lam_trainable=bool(i % 2),
+        ).to_dict()
+        row = {
+            "family": "ibnn",
+            "dataset": dataset,
+            "seed": 0,
+            "status": status,
+            "epochs_done": 3,
+            "objective": objective,
+            "config_json": json.dumps(cfg),
+            "updated": "now",
+        }
+        st.write_rows("search_x", "trials", f"t{i}", [row], {"experiment": "search"})
+    return str(root / "search_x")
+
+
+def test_best_search_trial_is_the_best_ok_trial(tmp_path):
+    path = fabricate_search(
+        tmp_path, "fmnist", [(0.7, "ok"), (0.8, "ok"), (0.9, "diverged"), (math.nan, "ok")]
+    )
+    neuron, info = load_search_choice(path)
+    assert neuron == {"lam": -0.2, "p": 10.0, "w_extent": 3, "lam_trainable": True}
+    assert info["trial_id"] == "t1" and info["objective"] == 0.8 and info["finished_trials"] == 2
+
+
+def test_from_search_on_another_dataset_or_unfinished_is_refused(capsys, no_ray, tmp_path):
+    path = fabricate_search(tmp_path / "a", "svhn", [(0.7, "ok")])
+    code, err = run_main(
+        "expressivity", ["--from-search", path, "--storage", str(tmp_path)], capsys
+    )
+    assert code == 2 and "searched dataset 'svhn', but --dataset is 'fmnist'" in err
+    path = fabricate_search(tmp_path / "b", "fmnist", [(0.7, "running")])
+    code, err = run_main(
+        "expressivity", ["--from-search", path, "--storage", str(tmp_path)], capsys
+    )
+    assert code == 2 and "no search trial has finished with status 'ok' yet" in err
+    assert not (tmp_path / "expressivity_fmnist").exists()
+
+
+def test_an_invalid_trial_config_is_refused_naming_the_trial(capsys, no_ray, tmp_path):
+    spec = SweepSpec(name="bad", description="x", axes=lambda ctx: {"train_fraction": (0.5, 2.0)})
+    code = runner.main(spec, ["--smoke", "--storage", str(tmp_path), "--trial-module", FAKE])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "train_fraction=2.0 is invalid: must lie in (0, 1]" in err and "'seed': 0" in err
+
+
+def test_expand_grid_counts_seeds_per_family_and_dedupes_sm():
+    axes = {"lam": (-1.0, -0.1), "p": (5.0, 10.0), "C": (1, 2)}
+    v = expand_grid(("sm", "ibnn"), {"sm": 3, "ibnn": 2}, axes, {"p": 10.0, "w_extent": 3})
+    sm = [x for x in v if x["family"] == "sm"]
+    ibnn = [x for x in v if x["family"] == "ibnn"]
+    assert len(ibnn) == 2 * 2 * 2 * 2  # seeds x lam x p x C
+    assert len(sm) == 3 * 2  # seeds x C: the neuron axes do not apply to SM
+    assert all(x["lam"] == 0.0 and x["w_extent"] is None and x["p"] == 10.0 for x in sm)
+    assert {x["seed"] for x in sm} == {0, 1, 2} and {x["seed"] for x in ibnn} == {0, 1}
+    assert v[0]["seed"] == 0 and v[-1]["seed"] == 2  # seed-major order
+
+
+def test_plan_seeds_ids_and_resolved_defaults():
+    spec = load_script("expressivity").SPEC
+    args = parse_args(spec, ["--seeds", "7", "--trial-module", FAKE])
+    plan = build_plan(spec, args)
+    assert args.ibnn_seeds == 5 and args.epochs == 80 and args.name == "expressivity_fmnist"
+    widths = len(spec.axes(SweepContext("fmnist", False))["C"])
+    assert plan.expected_trials == widths * (7 + 5) == len(set(plan.trial_ids))
+    again = build_plan(spec, parse_args(spec, ["--seeds", "7", "--data-root", "/elsewhere"]))
+    assert again.trial_ids == plan.trial_ids  # runtime keys do not change ids
+    assert again.fingerprint == plan.fingerprint
+    other = build_plan(spec, parse_args(spec, ["--seeds", "7", "--epochs", "3"]))
+    assert set(other.trial_ids).isdisjoint(plan.trial_ids)
+    cfg = TrialConfig.from_dict(split_config({**plan.constants, "variant": plan.variants[0]})[0])
+    assert trial_id(cfg.to_dict()) == plan.trial_ids[0] and cfg.L == 1 and cfg.epochs == 80
+
+
+def test_smoke_plans_of_every_replication_script_validate():
+    for name in (
+        "toy2d",
+        "data_fraction",
+        "robustness",
+        "expressivity",
+        "learning_speed",
+        "memorization",
+        "transfer",
+    ):
+        spec = load_script(name).SPEC
+        plan = build_plan(spec, parse_args(spec, ["--smoke"]))
+        assert 1 <= plan.expected_trials <= 4, name
+        assert plan.constants["max_train"] <= 300 and plan.constants["warmup_epochs"] == 1
+    ibnn = build_plan(load_script("toy2d").SPEC, parse_args(load_script("toy2d").SPEC, []))
+    assert {v["family"] for v in ibnn.variants} == {"sm", "ibnn"} and ibnn.sweep == "toy2d"
+
+
+def test_search_space_keeps_lam_below_the_uniqueness_bound():
+    mod = load_script("search")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    signs = set()
+    for _ in range(300):
+        trial = study.ask()
+        params = {**mod.space(trial), **trial.params}
+        assert -10.0 <= params["lam"] < 1.0 / (2.0 * params["p"])
+        assert trial.user_attrs["lam"] == params["lam"]
+        assert params["w_extent"] in mod.W_EXTENTS and params["lam_trainable"] in (False, True)
+        signs.add(params["lam"] < 0)
+        flat, _ = split_config(
+            {"dataset": "fmnist", "family": "ibnn", **params}, mod.SPEC.search_only_keys
+        )
+        TrialConfig.from_dict(flat)  # valid for the real trial
+        study.tell(trial, 0.5)
+    assert signs == {True, False}
+
+
+def test_default_gpu_share_is_a_quarter_card_when_the_cluster_has_gpus(monkeypatch):
+    import ray
+
+    spec = load_script("expressivity").SPEC
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "cuda")
+    args = parse_args(spec, ["--gpus-per-trial", "0.5", "--cpus-per-trial", "2"])
+    assert runner._resources(args) == ({"cpu": 2.0, "gpu": 0.5}, "cuda")
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")
+    args = parse_args(spec, ["--gpus-per-trial", "0"])
+    assert runner._resources(args) == ({"cpu": 1.0}, "cpu")

@@ -1,0 +1,120 @@
+"""The runner on a shared in-process Ray: retries from checkpoints, Optuna search feeding a
+replication sweep, progress lines (fast fake trial)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import optuna
+
+from ibnn.results import read_table
+from ibnn.sweep import runner
+from ibnn.sweep.cli import parse_args
+from ibnn.sweep.plan import build_plan
+from ibnn.sweep.trainable import split_config, trial_id
+from tests.sweeps.conftest import FAKE, load_script
+
+FAKE_ARGS = ["--smoke", "--trial-module", FAKE]
+
+
+def table(root, sweep, name):
+    return read_table(str(root), sweep, name).to_pandas()
+
+
+def reference_records(configs):
+    """Epoch records of the fake trials run directly, without Ray and without failures."""
+    from tests.sweeps.fake_trial import Trial, TrialConfig
+
+    out = {}
+    for config in configs:
+        trial = Trial(TrialConfig.from_dict(config))
+        while not trial.done:
+            trial.run_epoch()
+        out[trial_id(trial.cfg.to_dict())] = trial.records
+    return out
+
+
+def test_a_failing_trial_is_retried_from_its_checkpoint_without_duplicate_rows(
+    ray_session, tmp_path, capsys
+):
+    base = load_script("memorization").SPEC
+    faulty = dataclasses.replace(base, overrides=lambda ctx: {"_fail_at_epoch": 1})
+    argv = [*FAKE_ARGS, "--epochs", "3", "--max-failures", "1", "--storage", str(tmp_path)]
+    assert runner.main(faulty, argv) == 0
+    out = capsys.readouterr().out
+    sweep = "memorization_fmnist"
+    rows = table(tmp_path, sweep, "epochs")
+    n_trials = 4  # smoke: label_noise (0, 0.4) x (sm, ibnn), one seed
+    assert rows["trial_id"].nunique() == n_trials
+    assert not rows.duplicated(["trial_id", "epoch"]).any()
+    assert out.count("failed; retrying from its last checkpoint") == n_trials
+    assert len(list((tmp_path / sweep / ".faults").iterdir())) == n_trials  # each failed once
+    # The retried trials continued from their epoch-0 checkpoints: the numbers of a run that
+    # never failed.
+    plan = build_plan(base, parse_args(base, [*FAKE_ARGS, "--epochs", "3"]))
+    configs = [split_config({**plan.constants, "variant": v})[0] for v in plan.variants]
+    expected = reference_records(configs)
+    assert set(expected) == set(rows["trial_id"])
+    for tid, records in expected.items():
+        got = rows[rows["trial_id"] == tid].sort_values("epoch")
+        assert got["epoch"].tolist() == [r["epoch"] for r in records] == [0, 1, 2, 3]
+        assert got["val_acc"].tolist() == [r["val_acc"] for r in records]
+        assert got["train_loss"].tolist() == [r["train_loss"] for r in records]
+        # Epochs 1..3 ran after one checkpoint load (fake: wall_s counts loads), not from scratch.
+        assert got["wall_s"].tolist() == [0.0, 1.0, 1.0, 1.0]
+    meta = json.loads((tmp_path / sweep / "sweep.json").read_text())
+    assert meta["counts"] == {"ok": n_trials, "failed": 0, "total": n_trials}
+    assert meta["trial_status"] == {"ok": n_trials} and meta["finished"]
+
+
+def test_search_then_replication_from_the_best_search_trial(ray_session, tmp_path, capsys):
+    storage = str(tmp_path)
+    search = load_script("search").SPEC
+    assert runner.main(search, [*FAKE_ARGS, "--trials", "4", "--storage", storage]) == 0
+    trials = table(tmp_path, "search_fmnist", "trials")
+    assert len(trials) == 4 and set(trials["status"]) == {"ok"}
+    configs = [json.loads(c) for c in trials["config_json"]]
+    assert all(c["lam"] < 1 / (2 * c["p"]) and c["family"] == "ibnn" for c in configs)
+    assert not any("lam_sign" in c for c in configs)  # search-only keys never reach the trial
+    db = tmp_path / "search_fmnist" / "optuna.db"
+    study = optuna.load_study(study_name="search_fmnist", storage=f"sqlite:///{db}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4
+    assert math.isclose(study.best_value, trials["objective"].max())
+    assert {"p", "lam_sign", "w_extent", "lam_trainable"} <= set(study.best_trial.params)
+    best = configs[int(trials["objective"].idxmax())]
+    assert math.isclose(study.best_trial.user_attrs["lam"], best["lam"])
+
+    spec = load_script("expressivity").SPEC
+    argv = [*FAKE_ARGS, "--from-search", str(tmp_path / "search_fmnist"), "--storage", storage]
+    capsys.readouterr()
+    assert runner.main(spec, argv) == 0
+    out = capsys.readouterr().out
+    meta = json.loads((tmp_path / "expressivity_fmnist" / "sweep.json").read_text())
+    chosen = {k: best[k] for k in ("lam", "p", "w_extent", "lam_trainable")}
+    assert meta["neuron"] == chosen and meta["neuron_source"]["source"] == "search"
+    epochs = table(tmp_path, "expressivity_fmnist", "epochs")
+    ibnn = epochs[epochs["family"] == "ibnn"]
+    assert len(ibnn) > 0 and set(ibnn["lam"]) == {best["lam"]} and set(ibnn["p"]) == {best["p"]}
+    # Progress: one line per finished trial epoch, with the sweep's progress, and no Tune tables.
+    lines = [ln for ln in out.splitlines() if "trials done" in ln]
+    assert sum(" | epoch " in ln for ln in lines) == len(epochs)
+    assert lines[-1].split("]")[1].strip().startswith("4/4 trials done")
+    assert "Trial status" not in out and "Configuration for experiment" not in out
+
+
+def test_a_trial_failing_on_every_retry_is_recorded_as_error(ray_session, tmp_path):
+    base = load_script("transfer").SPEC
+    broken = dataclasses.replace(
+        base, overrides=lambda ctx: {**base.overrides(ctx), "_fail_at_epoch": 0}
+    )
+    argv = [*FAKE_ARGS, "--max-failures", "0", "--storage", str(tmp_path)]
+    assert runner.main(broken, argv) == 1
+    trials = table(tmp_path, "transfer_fmnist", "trials")
+    assert trials["status"].tolist() == ["error"] and trials["epochs_done"].tolist() == [1]
+    assert "InjectedFailure" in trials["error"].iloc[0]
+    meta = json.loads((tmp_path / "transfer_fmnist" / "sweep.json").read_text())
+    assert meta["counts"] == {"ok": 0, "failed": 1, "total": 1}
+    assert meta["trial_status"] == {"error": 1} and meta["status"] == "finished"

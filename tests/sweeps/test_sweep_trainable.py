@@ -1,0 +1,113 @@
+"""The trainable outside Ray: per-epoch rewrite + report with checkpoint, continuing from a
+checkpoint, and a restart from scratch when the checkpoint is gone (tune.report and
+tune.get_checkpoint replaced by recorders)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from ray import tune
+
+from ibnn.results import read_table
+from ibnn.sweep.trainable import TrialSettings, make_trainable, split_config
+from tests.sweeps.conftest import FAKE
+
+CONFIG = {
+    "dataset": "fmnist",
+    "epochs": 3,
+    "warmup_epochs": 1,
+    "evals": ["clean"],
+    "variant": {"family": "ibnn", "seed": 2, "lam": -0.5, "C": 2},
+}
+
+
+class FakeTune:
+    """Stands in for tune.report / tune.get_checkpoint; keeps copies of reported checkpoints."""
+
+    def __init__(self, root, resume_from=None):
+        self.root = root
+        self.reports = []
+        self.resume_from = resume_from
+
+    def get_checkpoint(self):
+        return (
+            None
+            if self.resume_from is None
+            else tune.Checkpoint.from_directory(str(self.resume_from))
+        )
+
+    def report(self, metrics, checkpoint=None):
+        kept = self.root / f"ckpt{len(self.reports)}"
+        shutil.copytree(checkpoint.path, kept)
+        self.reports.append((metrics, kept))
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return TrialSettings(
+        storage=str(tmp_path / "st"), sweep="sw", experiment="exp", trial_module=FAKE
+    )
+
+
+def run(monkeypatch, tmp_path, settings, resume_from=None, name="a"):
+    (tmp_path / name).mkdir()
+    fake = FakeTune(tmp_path / name, resume_from)
+    monkeypatch.setattr(tune, "report", fake.report)
+    monkeypatch.setattr(tune, "get_checkpoint", fake.get_checkpoint)
+    make_trainable(settings)(CONFIG)
+    return fake
+
+
+def test_every_epoch_is_written_then_reported_with_a_checkpoint(monkeypatch, tmp_path, settings):
+    fake = run(monkeypatch, tmp_path, settings)
+    assert [m["epochs_done"] for m, _ in fake.reports] == [1, 2, 3, 4]
+    assert all(
+        m["epochs_total"] == 4 and m["trial_id"] == fake.reports[0][0]["trial_id"]
+        for m, _ in fake.reports
+    )
+    assert [m["status"] for m, _ in fake.reports] == ["running"] * 3 + ["ok"]
+    epochs = read_table(settings.storage, "sw", "epochs").to_pandas()
+    assert epochs["epoch"].tolist() == [0, 1, 2, 3] and set(epochs["experiment"]) == {"exp"}
+    assert set(epochs["C"]) == {2} and set(epochs["seed"]) == {2}
+    trials = read_table(settings.storage, "sw", "trials").to_pandas()
+    assert trials["status"].tolist() == ["ok"] and trials["epochs_done"].tolist() == [4]
+    assert read_table(settings.storage, "sw", "evals").num_rows == 1
+    assert make_trainable(settings).__name__ == "ibnn_trial"
+
+
+def test_continues_from_a_checkpoint_and_rewrites_the_files(monkeypatch, tmp_path, settings):
+    first = run(monkeypatch, tmp_path, settings)
+    full = read_table(settings.storage, "sw", "epochs").to_pandas()
+    after_epoch_1 = first.reports[1][1]  # checkpoint holding two records (epochs 0 and 1)
+    second = run(monkeypatch, tmp_path, settings, resume_from=after_epoch_1, name="b")
+    assert [m["epochs_done"] for m, _ in second.reports] == [3, 4]  # epochs 2 and 3 only
+    again = read_table(settings.storage, "sw", "epochs").to_pandas()
+    assert again["epoch"].tolist() == [0, 1, 2, 3]
+    assert again["val_acc"].tolist() == full["val_acc"].tolist()
+    assert again["wall_s"].tolist() == [0.0, 0.0, 1.0, 1.0]  # fake: checkpoint loads so far
+
+
+def test_a_missing_checkpoint_restarts_the_trial(monkeypatch, tmp_path, settings, capsys):
+    run(monkeypatch, tmp_path, settings)
+    full = read_table(settings.storage, "sw", "epochs").to_pandas()
+    fake = run(monkeypatch, tmp_path, settings, resume_from=tmp_path / "gone", name="b")
+    assert [m["epochs_done"] for m, _ in fake.reports] == [1, 2, 3, 4]
+    assert "unreadable" in capsys.readouterr().err
+    again = read_table(settings.storage, "sw", "epochs").to_pandas()
+    assert again["val_acc"].tolist() == full["val_acc"].tolist()
+
+
+def test_restored_final_checkpoint_reports_nothing_and_keeps_files(monkeypatch, tmp_path, settings):
+    first = run(monkeypatch, tmp_path, settings)
+    fake = run(monkeypatch, tmp_path, settings, resume_from=first.reports[-1][1], name="b")
+    assert fake.reports == []
+    assert read_table(settings.storage, "sw", "epochs").num_rows == 4
+
+
+def test_split_config_merges_the_variant_and_separates_runner_keys():
+    flat, runner = split_config({**CONFIG, "_fail_at_epoch": 1, "lam_sign": "x"}, ("lam_sign",))
+    assert runner == {"_fail_at_epoch": 1} and "variant" not in flat and "lam_sign" not in flat
+    assert flat["family"] == "ibnn" and flat["C"] == 2
+    with pytest.raises(ValueError, match="unknown runner options \\['_typo'\\]"):
+        split_config({"_typo": 1})
