@@ -2,8 +2,8 @@
 # Sets everything up (scripts/setup.sh), runs a small real sweep on a local Ray instance and
 # writes the dashboard:
 #   - Fashion-MNIST from Debian's dataset-fashion-mnist (real images, no download);
-#   - sweeps/expressivity.py in smoke size: UCN(1, C) for two widths C, SM, IBNN and
-#     IBNN-lite, 3 seeds each, a few hundred training images, one warm-up and two epochs;
+#   - sweeps/expressivity.py, reduced: UCN(1, C) for two widths C, SM and IBNN (lam = -1),
+#     3 seeds each, 3,000 training and 2,000 test images, one warm-up and 4 epochs;
 #   - Parquet results under results/demo/, then results/demo/dashboard.html.
 # Environment: DEMO_STORAGE (default results/demo), DEMO_SEEDS (default 3).
 set -euo pipefail
@@ -18,6 +18,7 @@ if [ -f "$storage/expressivity_fmnist/sweep.json" ]; then
 fi
 echo "[demo] sweep: expressivity on Fashion-MNIST, $seeds seeds, results in $storage"
 .venv/bin/python sweeps/expressivity.py --dataset fmnist --smoke --seeds "$seeds" \
-  --ibnn-seeds "$seeds" --epochs 2 --storage "$storage" "${resume[@]}"
+  --ibnn-seeds "$seeds" --epochs 4 --max-train 3000 --max-test 2000 \
+  --storage "$storage" "${resume[@]}"
 echo "[demo] dashboard"
 .venv/bin/python -m analysis "$storage" --out "$storage/dashboard.html"

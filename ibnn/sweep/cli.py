@@ -39,6 +39,8 @@ class SweepArgs:
     name: str  # sweep folder name under the storage
     resume: bool  # continue the saved sweep
     smoke: bool  # tiny and fast
+    max_train: int | None  # cap on training images (None: all, or the smoke size)
+    max_test: int | None  # cap on test images (None: all, or the smoke size)
     address: str | None  # Ray cluster address (None: find or start a local one)
     data_root: str  # datasets folder on every node
     download: bool  # let torchvision download datasets
@@ -166,6 +168,18 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         help=f"main epochs per trial (default: {spec.epochs}; --smoke: {spec.smoke_epochs})",
     )
     g.add_argument("--smoke", action="store_true", help="tiny and fast: for tests and demos")
+    g.add_argument(
+        "--max-train",
+        type=_positive_int("--max-train"),
+        default=None,
+        help="cap on training images per trial (default: all; --smoke: 256)",
+    )
+    g.add_argument(
+        "--max-test",
+        type=_positive_int("--max-test"),
+        default=None,
+        help="cap on test images per trial, a seeded choice (default: all; --smoke: 200)",
+    )
     if spec.kind == "grid":
         g.add_argument(
             "--families",
@@ -318,6 +332,8 @@ def _validate(
         name=name,
         resume=ns.resume,
         smoke=ns.smoke,
+        max_train=ns.max_train,
+        max_test=ns.max_test,
         address=ns.address,
         data_root=ns.data_root,
         download=ns.download,

@@ -89,6 +89,9 @@ def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
     }
     if args.smoke:
         constants.update(SMOKE)
+    for key in ("max_train", "max_test"):
+        if getattr(args, key) is not None:
+            constants[key] = getattr(args, key)
     constants.update(spec.overrides(ctx))
     axes = {k: list(v) for k, v in spec.axes(ctx).items()}
     neuron, source = _neuron(spec, args)

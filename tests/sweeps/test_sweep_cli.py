@@ -55,6 +55,7 @@ def run_main(name, argv, capsys):
         (["--from-search", "x", "--lam", "-1"], "--from-search cannot be combined"),
         (["--gpus-per-trial", "-0.5"], "--gpus-per-trial must be >= 0"),
         (["--name", "a/b"], "--name must match"),
+        (["--max-train", "0"], "--max-train must be >= 1, got 0"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(argv, message, capsys, no_ray, tmp_path):
@@ -217,6 +218,18 @@ def test_smoke_plans_of_every_replication_script_validate():
         assert plan.constants["max_train"] <= 300 and plan.constants["warmup_epochs"] == 1
     ibnn = build_plan(load_script("toy2d").SPEC, parse_args(load_script("toy2d").SPEC, []))
     assert {v["family"] for v in ibnn.variants} == {"sm", "ibnn"} and ibnn.sweep == "toy2d"
+
+
+def test_max_train_and_max_test_override_the_smoke_sizes():
+    spec = load_script("expressivity").SPEC
+    plan = build_plan(
+        spec, parse_args(spec, ["--smoke", "--max-train", "3000", "--max-test", "900"])
+    )
+    assert plan.constants["max_train"] == 3000 and plan.constants["max_test"] == 900
+    full = build_plan(spec, parse_args(spec, []))
+    assert "max_train" not in full.constants or full.constants["max_train"] is None
+    smoke = build_plan(spec, parse_args(spec, ["--smoke"]))
+    assert set(smoke.trial_ids).isdisjoint(plan.trial_ids)  # the size is part of the trial
 
 
 def test_search_space_keeps_lam_below_the_uniqueness_bound():
