@@ -60,30 +60,25 @@ class SweepArgs:
     argv: tuple[str, ...]  # the raw arguments, for sweep.json
 
 
-def _positive_int(flag: str):
+def _int_at_least(flag: str, low: int):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {low}, got {value}")
         return value
 
     return parse
+
+
+def _positive_int(flag: str):
+    return _int_at_least(flag, 1)
 
 
 def _nonneg_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {value}")
-        return value
-
-    return parse
+    return _int_at_least(flag, 0)
 
 
 def _float(flag: str, low: float | None = None, strict: bool = False):
