@@ -65,8 +65,9 @@ def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: 
     def h(v: Tensor) -> Tensor:
         return v + lam * lin.matvec(v)
 
-    u, steps = cg(h, g_safe, 1.0 / (1.0 + lam * lin.diag), rtol=rtol, atol=0.0, max_iter=500)
-    rel = ((h(u) - g_safe).norm() / g_safe.norm().clamp_min(1e-30)).item()
+    report: dict = {}
+    u, steps = cg(h, g_safe, 1.0 / (1.0 + lam * lin.diag), rtol, 0.0, 500, report)
+    rel = report["relative_residual"]
     if not bool(finite.all()):
         u = torch.where(finite[:, None], u, torch.full_like(u, float("nan")))
     return u, lin.B, steps, rel

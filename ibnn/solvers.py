@@ -102,6 +102,7 @@ def cg(
     rtol: Tensor | float,
     atol: float,
     max_iter: int,
+    report: dict | None = None,
 ) -> tuple[Tensor, int]:
     """Batched preconditioned conjugate gradients, one independent SPD system per row.
 
@@ -112,6 +113,8 @@ def cg(
         rtol: relative tolerance on ||r||_2 per row, scalar or (R,).
         atol: absolute floor on ||r||_2.
         max_iter: cap on iterations.
+        report: if given, receives "relative_residual": ||r|| / ||b|| over all rows, from
+            CG's own residual recursion (no extra matvec).
 
     Returns:
         x: (R, D) approximate solution; the number of matvecs performed.
@@ -138,6 +141,8 @@ def cg(
         beta = torch.where(done, 0.0, rs_new / rs.clamp_min(tiny))
         direction = s + beta[:, None] * direction
         rs = rs_new
+    if report is not None:
+        report["relative_residual"] = float(r.norm() / b.norm().clamp_min(tiny))
     return x, steps
 
 

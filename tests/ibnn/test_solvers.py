@@ -21,8 +21,16 @@ def test_cg_solves_batched_spd_systems():
     a = torch.randn(4, 6, 6, dtype=torch.float64)
     spd = a @ a.transpose(1, 2) + 6 * torch.eye(6, dtype=torch.float64)
     b = torch.randn(4, 6, dtype=torch.float64)
-    x, steps = cg(lambda v: (spd @ v[..., None])[..., 0], b, torch.ones_like(b), 1e-12, 0.0, 50)
+    report: dict = {}
+    x, steps = cg(
+        lambda v: (spd @ v[..., None])[..., 0], b, torch.ones_like(b), 1e-12, 0.0, 50, report
+    )
     assert torch.allclose(x, torch.linalg.solve(spd, b), atol=1e-10) and steps <= 7
+    true_rel = float(((spd @ x[..., None])[..., 0] - b).norm() / b.norm())
+    assert report["relative_residual"] <= 1e-12 and true_rel <= 1e-11
+    x4, _ = cg(lambda v: (spd @ v[..., None])[..., 0], b, torch.ones_like(b), 0.0, 0.0, 3, report)
+    true_rel = float(((spd @ x4[..., None])[..., 0] - b).norm() / b.norm())
+    assert report["relative_residual"] == pytest.approx(true_rel, rel=1e-6)  # 3 steps: not done
 
 
 @pytest.mark.parametrize("lam", [-5.0, -0.5, 0.04])
