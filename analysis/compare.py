@@ -10,9 +10,9 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from analysis.stats import BootstrapSpec, bootstrap_pair, pair_arms
+from ibnn.vocab import IBNN_FAMILIES
 
 __all__ = [
-    "IBNN_FAMILIES",
     "Statistic",
     "compare_arms",
     "first_crossing",
@@ -21,7 +21,6 @@ __all__ = [
 ]
 
 # Families compared against SM.
-IBNN_FAMILIES: tuple[str, ...] = ("ibnn", "ibnn_lite")
 # A statistic maps (xs (k,), med_sm (..., k), med_ibnn (..., k)) to (...,) values.
 Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

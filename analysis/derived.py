@@ -19,9 +19,9 @@ import pandas as pd
 from analysis.compare import compare_arms, first_crossing, mean_gap, running_mean
 from analysis.stats import BootstrapSpec, bootstrap_curve, summarize
 from analysis.tidy import CONDITION_KEYS, add_arm, present, train_rows
+from ibnn.vocab import FAMILIES
 
 __all__ = [
-    "MODEL_FAMILIES",
     "PGD_ATTACKS",
     "condition_keys",
     "data_fraction_curves",
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 # Families trained as models in their own right (transfer rows are derived from SM trials).
-MODEL_FAMILIES: tuple[str, ...] = ("sm", "ibnn", "ibnn_lite")
 PGD_ATTACKS: tuple[str, ...] = ("pgd_surrogate", "pgd_whitebox")
 
 
@@ -67,7 +66,7 @@ def _argmax_x(xs: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _models(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["family"].isin(MODEL_FAMILIES)] if not df.empty else df
+    return df[df["family"].isin(FAMILIES)] if not df.empty else df
 
 
 # Fig. 3: less training data.

@@ -18,6 +18,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ibnn.results.schema import IDENTITY, REQUIRED, ROW_KEYS, TABLES
+from ibnn.vocab import EXPERIMENTS
+
 __all__ = [
     "KINDS",
     "TABLES",
@@ -30,29 +33,11 @@ __all__ = [
 ]
 
 # Sweep scripts of DESIGN section 6; a sweep's kind picks the derived result that applies.
-KINDS: tuple[str, ...] = (
-    "toy2d",
-    "data_fraction",
-    "robustness",
-    "expressivity",
-    "learning_speed",
-    "memorization",
-    "transfer",
-    "search",
-)
-TABLES: tuple[str, ...] = ("epochs", "evals", "boundaries", "trials")
-# Columns without which a file cannot be analysed (sweep and trial_id are filled in if absent).
+KINDS: tuple[str, ...] = EXPERIMENTS
+# Columns without which a file cannot be analysed: the contract's required columns, less the
+# identity columns (sweep and trial_id are filled in from the file's location if absent).
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "epochs": ("family", "seed", "epoch", "val_acc", "test_acc"),
-    "evals": ("family", "seed", "attack", "strength", "acc"),
-    "boundaries": ("family", "seed", "lam", "p", "x0", "x1", "prob"),
-    "trials": ("status",),
-}
-_DEDUP_KEYS: dict[str, tuple[str, ...]] = {
-    "epochs": ("trial_id", "phase", "epoch"),
-    "evals": ("trial_id", "family", "lam", "attack", "strength"),
-    "boundaries": ("trial_id", "x0", "x1"),
-    "trials": ("trial_id",),
+    table: tuple(sorted(REQUIRED[table] - set(IDENTITY))) for table in TABLES
 }
 
 
@@ -178,7 +163,7 @@ def _read_table(
     if not frames:
         return pd.DataFrame(columns=["sweep", "trial_id", *REQUIRED_COLUMNS[table]]), len(files)
     out = pd.concat(frames, ignore_index=True)
-    keys = [k for k in _DEDUP_KEYS[table] if k in out.columns]
+    keys = [k for k in ROW_KEYS[table] if k in out.columns]
     dup = out.duplicated(subset=keys, keep="last")
     if dup.any():
         warnings.append(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.palette import family_label
+from ibnn.results.schema import OK, RUNNING
 
 __all__ = [
     "CONDITION_KEYS",
@@ -39,7 +40,7 @@ CONDITION_KEYS: tuple[str, ...] = (
 # Columns that tell apart variants of one family (not used for SM).
 VARIANT_KEYS: tuple[str, ...] = ("lam", "p", "w_extent", "lam_trainable")
 # Trial statuses that count as usable: finished ("ok") or still in progress ("running").
-OK_STATES: tuple[str, ...] = ("ok", "running")
+OK_STATES: tuple[str, ...] = (OK, RUNNING)
 _TRIAL = ["sweep", "trial_id"]
 _CONFIG = (
     "selection",
@@ -59,8 +60,12 @@ _CONFIG = (
 
 
 def present(df: pd.DataFrame, cols: tuple[str, ...] | list[str]) -> list[str]:
-    """The columns of `cols` that `df` has, in order."""
-    return [c for c in cols if c in df.columns]
+    """The columns of `cols` that `df` has and that hold a value in some row, in order.
+
+    A column of the results contract that a writer left null everywhere (an older file, a
+    column that does not apply) counts as absent, so it never becomes an all-NaN grouping key.
+    """
+    return [c for c in cols if c in df.columns and (df.empty or df[c].notna().any())]
 
 
 def train_rows(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +111,7 @@ def add_arm(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _state(status: pd.Series) -> np.ndarray:
-    return np.where(status == "ok", "ok", np.where(status == "running", "running", "failed"))
+    return np.where(status == OK, OK, np.where(status == RUNNING, RUNNING, "failed"))
 
 
 def trial_states(epochs: pd.DataFrame, registry: pd.DataFrame | None = None) -> pd.DataFrame:

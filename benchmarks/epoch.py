@@ -3,7 +3,7 @@
     python benchmarks/epoch.py [--data-root ROOT] [--lam 0.04] [--batch-size 128]
                                [--max-train N] [--device cpu] [--threads T]
 
-Runs the trial's own epoch loop (``ibnn.train.train_epoch``: data held as tensors on the
+Runs the trial's own epoch loop (``ibnn.trial.train.train_epoch``: data held as tensors on the
 device, a seeded permutation, SGD with momentum 0.9 and gradient clipping at 1.0) for UCN(1,3)
 SM and for the IBNN of the same weights (``to_ibnn``, lam = 0.04, p = 10), both from one short
 SM warm-up so the pre-activations have a trained scale. Prints the seconds per epoch, the
@@ -20,8 +20,8 @@ import time
 import torch
 
 from ibnn import to_ibnn, ucn
-from ibnn.data import load_raw
-from ibnn.train import lr_at, train_epoch
+from ibnn.trial.data import load_raw
+from ibnn.trial.train import lr_at, train_epoch
 
 
 def run(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, seed: int):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ibnn.config import TrialConfig
+from ibnn.trial.config import TrialConfig
 
 __all__ = ["Trial", "TrialConfig", "main"]
 

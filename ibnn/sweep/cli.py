@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibnn.sweep.spec import SweepSpec
+from ibnn.vocab import FAMILIES, check_lam, check_w_extent
 
 __all__ = ["DEFAULT_NEURON", "SweepArgs", "build_parser", "parse_args"]
 
-FAMILIES = ("sm", "ibnn", "ibnn_lite")
 # Neuron of replication sweeps when neither --lam/--p/... nor --from-search is given.
 DEFAULT_NEURON: dict[str, Any] = {"lam": -1.0, "p": 10.0, "w_extent": None, "lam_trainable": False}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -103,13 +103,11 @@ def _w_extent(text: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--w-extent must be 'none' or a positive odd integer, got {text!r}"
-        ) from None
-    if value < 1 or value % 2 == 0:
-        raise argparse.ArgumentTypeError(
-            f"--w-extent must be 'none' or a positive odd integer, got {value}"
-        )
+        value = text
+    try:
+        check_w_extent(value, name="--w-extent")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} ('none' for None)") from None
     return value
 
 
@@ -298,11 +296,10 @@ def _validate(
     if spec.chosen_neuron and not from_search:
         lam = DEFAULT_NEURON["lam"] if chosen[0] is None else chosen[0]
         p = DEFAULT_NEURON["p"] if chosen[1] is None else chosen[1]
-        if lam >= 1.0 / (2.0 * p):
-            parser.error(
-                f"--lam must satisfy lam < 1/(2p) = {1.0 / (2.0 * p):.6g} (uniqueness of the "
-                f"fixed point, Cor. 3.1) with p={p:g}, got lam={lam:g}"
-            )
+        try:
+            check_lam(lam, p, name="--lam")
+        except ValueError as err:
+            parser.error(str(err))
     name = ns.name or _default_name(spec, ns.dataset)
     if not _NAME.match(name):
         parser.error(f"--name must match {_NAME.pattern} (a folder name), got {name!r}")

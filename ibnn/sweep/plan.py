@@ -6,13 +6,14 @@ combination is refused with the trial named, and each trial gets its determinist
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ibnn.sweep.cli import DEFAULT_NEURON, SweepArgs
 from ibnn.sweep.meta import fingerprint, load_search_choice
 from ibnn.sweep.spec import SMOKE, SweepContext, SweepSpec, expand_grid
-from ibnn.sweep.trainable import RUNTIME_KEYS, load_trial_api, split_config, trial_id
+from ibnn.sweep.trainable import RUNTIME_KEYS, flatten_config, load_trial_api, trial_id
 
 __all__ = ["PlanError", "SweepPlan", "build_plan"]
 
@@ -73,13 +74,8 @@ def _identity(constants: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in constants.items() if k not in RUNTIME_KEYS}
 
 
-def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
-    """Expands a spec and a validated command line into the sweep's trials.
-
-    Raises:
-        PlanError: a trial config is invalid, or --from-search cannot be used.
-    """
-    ctx = SweepContext(dataset=args.dataset, smoke=args.smoke)
+def _constants(spec: SweepSpec, args: SweepArgs, ctx: SweepContext) -> dict[str, Any]:
+    """TrialConfig fields every trial of the sweep shares."""
     constants: dict[str, Any] = {
         "dataset": args.dataset,
         "epochs": args.epochs,
@@ -93,40 +89,69 @@ def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
         if getattr(args, key) is not None:
             constants[key] = getattr(args, key)
     constants.update(spec.overrides(ctx))
-    axes = {k: list(v) for k, v in spec.axes(ctx).items()}
-    neuron, source = _neuron(spec, args)
+    return constants
+
+
+def _checker(
+    spec: SweepSpec, args: SweepArgs, constants: dict[str, Any]
+) -> Callable[[dict[str, Any], str], str]:
+    """A function that validates one trial's own fields and returns its trial_id."""
     try:
         _, config_cls = load_trial_api(args.trial_module)
     except (ImportError, ValueError) as err:
         raise PlanError(f"--trial-module {args.trial_module!r}: {err}") from None
 
     def check(extra: dict[str, Any], what: str) -> str:
-        flat, _ = split_config({**constants, "variant": extra}, spec.search_only_keys)
+        flat = flatten_config({**constants, "variant": extra}, spec.search_only_keys)
         try:
             return trial_id(config_cls.from_dict(flat).to_dict())
         except (TypeError, ValueError) as err:
             raise PlanError(f"{spec.name}: {what} is invalid: {err}") from None
 
+    return check
+
+
+def _grid(spec, args, axes, neuron, check) -> tuple[list[dict[str, Any]], list[str]]:
+    """The grid's trials (variants) and their ids; no two may share a config."""
+    seeds = {"sm": args.seeds, "ibnn": args.ibnn_seeds, "ibnn_lite": args.ibnn_seeds}
+    variants = expand_grid(args.families, seeds, axes, neuron)
+    ids = [check(v, f"trial {v}") for v in variants]
+    if len(set(ids)) != len(ids):
+        raise PlanError(f"{spec.name}: two grid trials have the same config (ids {ids})")
+    return variants, ids
+
+
+def _search(spec: SweepSpec, args: SweepArgs, check) -> dict[str, Any]:
+    """What identifies the search (sweep.json), after checking its base config."""
+    check({"family": spec.search_family, "seed": 0, "lam": 0.0}, "the search's base config")
+    return {
+        "trials": args.trials,
+        "search_seed": args.search_seed,
+        "family": spec.search_family,
+        "space": f"{spec.search_space.__module__}.{spec.search_space.__qualname__}",
+        "search_only_keys": list(spec.search_only_keys),
+    }
+
+
+def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
+    """Expands a spec and a validated command line into the sweep's trials.
+
+    Raises:
+        PlanError: a trial config is invalid, or --from-search cannot be used.
+    """
+    ctx = SweepContext(dataset=args.dataset, smoke=args.smoke)
+    constants = _constants(spec, args, ctx)
+    axes = {k: list(v) for k, v in spec.axes(ctx).items()}
+    neuron, source = _neuron(spec, args)
+    check = _checker(spec, args, constants)
     if spec.kind == "grid":
-        seeds = {"sm": args.seeds, "ibnn": args.ibnn_seeds, "ibnn_lite": args.ibnn_seeds}
-        variants = expand_grid(args.families, seeds, axes, neuron)
-        ids = [check(v, f"trial {v}") for v in variants]
-        if len(set(ids)) != len(ids):
-            raise PlanError(f"{spec.name}: two grid trials have the same config (ids {ids})")
+        variants, ids = _grid(spec, args, axes, neuron, check)
         search: dict[str, Any] = {}
         expected = len(variants)
         labels = tuple(axes) + (("lam",) if "lam" not in axes and spec.chosen_neuron else ())
     else:
-        probe = {"family": spec.search_family, "seed": 0, "lam": 0.0}
-        check(probe, "the search's base config")
         variants, ids = [], []
-        search = {
-            "trials": args.trials,
-            "search_seed": args.search_seed,
-            "family": spec.search_family,
-            "space": f"{spec.search_space.__module__}.{spec.search_space.__qualname__}",
-            "search_only_keys": list(spec.search_only_keys),
-        }
+        search = _search(spec, args, check)
         expected = args.trials
         labels = ("lam", "p", "w_extent", "lam_trainable")
     record = {

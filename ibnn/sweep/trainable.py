@@ -27,7 +27,6 @@ from ibnn.sweep.meta import now
 
 __all__ = [
     "RUNTIME_KEYS",
-    "InjectedFailure",
     "TrialNamer",
     "TrialSettings",
     "load_trial_api",
@@ -35,22 +34,16 @@ __all__ = [
     "mark_failed",
     "objective",
     "resolve",
-    "split_config",
+    "flatten_config",
     "trial_id",
 ]
 
 # Config fields that change where or how fast a trial runs, not its numbers: left out of trial_id.
 RUNTIME_KEYS = frozenset({"data_root", "download", "device", "num_workers", "eval_batch_size"})
-# Runner-only config keys (never passed to TrialConfig).
-RUNNER_KEYS = frozenset({"_fail_at_epoch"})
 CHECKPOINT_FILE = "trial.pt"
 TRAINABLE_NAME = "ibnn_trial"
 # Exceptions of a failed solve or numerical error (as ibnn.trial treats them).
 _EVAL_FAILURES = (RuntimeError, ValueError, ArithmeticError)
-
-
-class InjectedFailure(RuntimeError):
-    """Raised once by a trial whose config holds ``_fail_at_epoch`` (fault-tolerance tests)."""
 
 
 @dataclass(frozen=True)
@@ -74,27 +67,18 @@ def load_trial_api(module: str) -> tuple[type, type]:
     return mod.Trial, mod.TrialConfig
 
 
-def split_config(
-    config: Mapping[str, Any], drop_keys: tuple[str, ...] = ()
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Splits a Tune config into TrialConfig fields and runner options.
+def flatten_config(config: Mapping[str, Any], drop_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The TrialConfig fields of a Tune config.
 
     The grid puts each trial's own values under ``config["variant"]``; they are merged over the
-    sweep's constants. Keys starting with "_" are runner options; ``drop_keys`` (an Optuna
-    space's helper parameters) are removed.
-
-    Raises:
-        ValueError: an unknown runner option.
+    sweep's constants. ``drop_keys`` (an Optuna space's helper parameters) are removed; every
+    other key must be a field of the trial module's TrialConfig (checked by its ``from_dict``).
     """
     flat = {k: v for k, v in config.items() if k != "variant"}
     flat.update(config.get("variant") or {})
-    runner = {k: flat.pop(k) for k in [k for k in flat if k.startswith("_")]}
-    unknown = sorted(set(runner) - RUNNER_KEYS)
-    if unknown:
-        raise ValueError(f"unknown runner options {unknown}; valid: {sorted(RUNNER_KEYS)}")
     for k in drop_keys:
         flat.pop(k, None)
-    return flat, runner
+    return flat
 
 
 def trial_id(cfg_dict: Mapping[str, Any]) -> str:
@@ -116,7 +100,7 @@ def objective(records: list[Mapping[str, Any]]) -> float:
 def resolve(config: Mapping[str, Any], settings: TrialSettings) -> tuple[str, dict[str, Any]]:
     """A Tune config's trial_id and normalised TrialConfig dict."""
     _, config_cls = load_trial_api(settings.trial_module)
-    flat, _ = split_config(config, settings.drop_keys)
+    flat = flatten_config(config, settings.drop_keys)
     cfg_dict = config_cls.from_dict(flat).to_dict()
     return trial_id(cfg_dict), cfg_dict
 
@@ -189,14 +173,6 @@ class _Writer:
         }
         self.rows("trials", [row])
 
-    def fail_once(self, epoch: int) -> bool:
-        """Whether to inject the failure now (True only the first time, marked on storage)."""
-        marker = f"{self.settings.sweep}/.faults/{self.tid}.{epoch}"
-        if self.st.exists(marker):
-            return False
-        self.st.write_bytes(marker, now().encode())
-        return True
-
 
 def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
     rec = trial.records[-1] if trial.records else {}
@@ -251,7 +227,7 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
 
     trial_cls, config_cls = load_trial_api(settings.trial_module)
-    flat, runner = split_config(config, settings.drop_keys)
+    flat = flatten_config(config, settings.drop_keys)
     cfg = config_cls.from_dict(flat)
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
@@ -278,17 +254,10 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
         if not writer.has("evals"):
             writer.trial_row(_finish(writer, trial), trial.records)
         return
-    fail_at = runner.get("_fail_at_epoch")
     scratch = _staging_dir()
     while not trial.done:
-        record = trial.run_epoch()
+        trial.run_epoch()
         writer.rows("epochs", trial.records)
-        if (
-            fail_at is not None
-            and int(record["epoch"]) == int(fail_at)
-            and writer.fail_once(int(fail_at))
-        ):
-            raise InjectedFailure(f"injected failure after epoch {fail_at} of trial {tid}")
         status = _finish(writer, trial) if trial.done else trial.status
         writer.trial_row(status, trial.records)
         metrics = _metrics(tid, trial, cfg, status)

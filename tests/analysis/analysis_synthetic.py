@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.stats import BootstrapSpec
+from ibnn.results.schema import SCHEMAS
 
 __all__ = ["FAST", "REPO", "EXPECTED", "SM_SEEDS", "IBNN_SEEDS", "build_storage", "write_table"]
 
@@ -52,77 +53,13 @@ EXPECTED = {
     "toy_radius": {-0.5: 0.8, -1.0: 1.0, -2.0: 1.2},
 }
 
-EPOCH_SCHEMA = pa.schema(
-    [
-        ("sweep", pa.string()),
-        ("trial_id", pa.string()),
-        ("family", pa.string()),
-        ("dataset", pa.string()),
-        ("seed", pa.int64()),
-        ("L", pa.int64()),
-        ("C", pa.int64()),
-        ("n_params", pa.int64()),
-        ("lam", pa.float64()),
-        ("p", pa.float64()),
-        ("w_extent", pa.int64()),
-        ("lam_trainable", pa.bool_()),
-        ("train_fraction", pa.float64()),
-        ("label_noise", pa.float64()),
-        ("epoch", pa.int64()),
-        ("phase", pa.string()),
-        ("lr", pa.float64()),
-        ("train_loss", pa.float64()),
-        ("train_acc", pa.float64()),
-        ("val_loss", pa.float64()),
-        ("val_acc", pa.float64()),
-        ("test_loss", pa.float64()),
-        ("test_acc", pa.float64()),
-        ("solver_iters", pa.float64()),
-        ("solver_residual", pa.float64()),
-        ("nonconverged_frac", pa.float64()),
-        ("wall_s", pa.float64()),
-        ("status", pa.string()),
-        ("selected", pa.bool_()),
-    ]
-)
-EVAL_SCHEMA = pa.schema(
-    [
-        ("sweep", pa.string()),
-        ("trial_id", pa.string()),
-        ("family", pa.string()),
-        ("dataset", pa.string()),
-        ("seed", pa.int64()),
-        ("L", pa.int64()),
-        ("C", pa.int64()),
-        ("n_params", pa.int64()),
-        ("lam", pa.float64()),
-        ("p", pa.float64()),
-        ("w_extent", pa.int64()),
-        ("attack", pa.string()),
-        ("strength", pa.float64()),
-        ("acc", pa.float64()),
-        ("value", pa.float64()),
-    ]
-)
-BOUNDARY_SCHEMA = pa.schema(
-    [
-        ("sweep", pa.string()),
-        ("trial_id", pa.string()),
-        ("family", pa.string()),
-        ("seed", pa.int64()),
-        ("lam", pa.float64()),
-        ("p", pa.float64()),
-        ("x0", pa.float64()),
-        ("x1", pa.float64()),
-        ("prob", pa.float64()),
-    ]
-)
-_SCHEMAS = {"epochs": EPOCH_SCHEMA, "evals": EVAL_SCHEMA, "boundaries": BOUNDARY_SCHEMA}
+# The results contract's schemas: the same ones the sweep runner's writer uses.
+EPOCH_SCHEMA, EVAL_SCHEMA, BOUNDARY_SCHEMA = (SCHEMAS[t] for t in ("epochs", "evals", "boundaries"))
 
 
 def write_table(folder: Path, table: str, trial_id: str, rows: list[dict]) -> Path:
     """Write rows atomically (temp file starting with ".", then os.replace) as the writer does."""
-    schema = _SCHEMAS[table]
+    schema = SCHEMAS[table]
     d = folder / table
     d.mkdir(parents=True, exist_ok=True)
     cols = {f.name: [r.get(f.name) for r in rows] for f in schema}

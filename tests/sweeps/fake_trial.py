@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ibnn.config import TrialConfig
+from ibnn.trial.config import TrialConfig
 
 __all__ = ["Trial", "TrialConfig"]
 

@@ -9,14 +9,14 @@ import os
 import optuna
 import pytest
 
-from ibnn.config import TrialConfig
 from ibnn.results import Storage
 from ibnn.sweep import runner
 from ibnn.sweep.cli import parse_args
 from ibnn.sweep.meta import load_search_choice
 from ibnn.sweep.plan import build_plan
 from ibnn.sweep.spec import SweepContext, SweepSpec, expand_grid
-from ibnn.sweep.trainable import split_config, trial_id
+from ibnn.sweep.trainable import flatten_config, trial_id
+from ibnn.trial.config import TrialConfig
 from tests.sweeps.conftest import FAKE, SCRIPTS, load_script
 
 
@@ -47,10 +47,10 @@ def run_main(name, argv, capsys):
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["--dataset", "mnist"], "invalid choice: 'mnist'"),
         (["--epochs", "two"], "--epochs must be an integer, got 'two'"),
-        (["--lam", "0.06"], "lam < 1/(2p) = 0.05"),
-        (["--lam", "0.2", "--p", "5"], "lam < 1/(2p) = 0.1"),
+        (["--lam", "0.06"], "the bound is 0.05, but got --lam=0.06"),
+        (["--lam", "0.2", "--p", "5"], "the bound is 0.1, but got --lam=0.2"),
         (["--p", "0"], "--p must be > 0, got 0"),
-        (["--w-extent", "4"], "--w-extent must be 'none' or a positive odd integer, got 4"),
+        (["--w-extent", "4"], "positive odd int, but got --w-extent=4"),
         (["--families", "sm,foo"], "--families must be a comma-separated subset"),
         (["--from-search", "x", "--lam", "-1"], "--from-search cannot be combined"),
         (["--gpus-per-trial", "-0.5"], "--gpus-per-trial must be >= 0"),
@@ -198,7 +198,7 @@ def test_plan_seeds_ids_and_resolved_defaults():
     assert again.fingerprint == plan.fingerprint
     other = build_plan(spec, parse_args(spec, ["--seeds", "7", "--epochs", "3"]))
     assert set(other.trial_ids).isdisjoint(plan.trial_ids)
-    cfg = TrialConfig.from_dict(split_config({**plan.constants, "variant": plan.variants[0]})[0])
+    cfg = TrialConfig.from_dict(flatten_config({**plan.constants, "variant": plan.variants[0]}))
     assert trial_id(cfg.to_dict()) == plan.trial_ids[0] and cfg.L == 1 and cfg.epochs == 80
 
 
@@ -235,7 +235,7 @@ def test_search_space_keeps_lam_below_the_uniqueness_bound():
         assert trial.user_attrs["lam"] == params["lam"]
         assert params["w_extent"] in mod.W_EXTENTS and params["lam_trainable"] in (False, True)
         signs.add(params["lam"] < 0)
-        flat, _ = split_config(
+        flat = flatten_config(
             {"dataset": "fmnist", "family": "ibnn", **params}, mod.SPEC.search_only_keys
         )
         TrialConfig.from_dict(flat)  # valid for the real trial

@@ -13,7 +13,7 @@ import time
 from ibnn.results import read_table
 from ibnn.sweep.cli import parse_args
 from ibnn.sweep.plan import build_plan
-from ibnn.sweep.trainable import split_config
+from ibnn.sweep.trainable import flatten_config
 from tests.sweeps.conftest import FAKE, REPO, kill_leftovers, load_script, python, ray_env
 from tests.sweeps.fake_trial import Trial, TrialConfig
 
@@ -94,9 +94,7 @@ def test_sigkill_then_resume_completes_without_duplicates(short_tmp):
     assert set(zip(rows_before.trial_id, rows_before.epoch, strict=True)) <= pairs
     restored = []
     for variant, tid in zip(plan.variants, plan.trial_ids, strict=True):
-        trial = Trial(
-            TrialConfig.from_dict(split_config({**plan.constants, "variant": variant})[0])
-        )
+        trial = Trial(TrialConfig.from_dict(flatten_config({**plan.constants, "variant": variant})))
         while not trial.done:
             trial.run_epoch()
         got = rows[rows["trial_id"] == tid].sort_values("epoch")

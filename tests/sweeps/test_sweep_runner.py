@@ -13,10 +13,11 @@ from ibnn.results import read_table
 from ibnn.sweep import runner
 from ibnn.sweep.cli import parse_args
 from ibnn.sweep.plan import build_plan
-from ibnn.sweep.trainable import split_config, trial_id
+from ibnn.sweep.trainable import flatten_config, trial_id
 from tests.sweeps.conftest import FAKE, load_script
 
 FAKE_ARGS = ["--smoke", "--trial-module", FAKE]
+FAULTY_ARGS = ["--smoke", "--trial-module", "tests.sweeps.faulty_trial"]
 
 
 def table(root, sweep, name):
@@ -24,8 +25,10 @@ def table(root, sweep, name):
 
 
 def reference_records(configs):
-    """Epoch records of the fake trials run directly, without Ray and without failures."""
-    from tests.sweeps.fake_trial import Trial, TrialConfig
+    """Epoch records of the fake trials run directly, without Ray and without failures (the
+    faulty trial's config, so that fault fields are accepted and trial ids match)."""
+    from tests.sweeps.fake_trial import Trial
+    from tests.sweeps.faulty_trial import TrialConfig
 
     out = {}
     for config in configs:
@@ -40,8 +43,10 @@ def test_a_failing_trial_is_retried_from_its_checkpoint_without_duplicate_rows(
     ray_session, tmp_path, capsys
 ):
     base = load_script("memorization").SPEC
-    faulty = dataclasses.replace(base, overrides=lambda ctx: {"_fail_at_epoch": 1})
-    argv = [*FAKE_ARGS, "--epochs", "3", "--max-failures", "1", "--storage", str(tmp_path)]
+    faults = tmp_path / "faults"
+    inject = {"fail_after_epoch": 0, "fault_dir": str(faults)}
+    faulty = dataclasses.replace(base, overrides=lambda ctx: inject)
+    argv = [*FAULTY_ARGS, "--epochs", "3", "--max-failures", "1", "--storage", str(tmp_path)]
     assert runner.main(faulty, argv) == 0
     out = capsys.readouterr().out
     sweep = "memorization_fmnist"
@@ -50,11 +55,11 @@ def test_a_failing_trial_is_retried_from_its_checkpoint_without_duplicate_rows(
     assert rows["trial_id"].nunique() == n_trials
     assert not rows.duplicated(["trial_id", "epoch"]).any()
     assert out.count("failed; retrying from its last checkpoint") == n_trials
-    assert len(list((tmp_path / sweep / ".faults").iterdir())) == n_trials  # each failed once
+    assert len(list(faults.iterdir())) == n_trials  # each failed once
     # The retried trials continued from their epoch-0 checkpoints: the numbers of a run that
     # never failed.
     plan = build_plan(base, parse_args(base, [*FAKE_ARGS, "--epochs", "3"]))
-    configs = [split_config({**plan.constants, "variant": v})[0] for v in plan.variants]
+    configs = [flatten_config({**plan.constants, "variant": v, **inject}) for v in plan.variants]
     expected = reference_records(configs)
     assert set(expected) == set(rows["trial_id"])
     for tid, records in expected.items():
@@ -107,10 +112,9 @@ def test_search_then_replication_from_the_best_search_trial(ray_session, tmp_pat
 
 def test_a_trial_failing_on_every_retry_is_recorded_as_error(ray_session, tmp_path):
     base = load_script("transfer").SPEC
-    broken = dataclasses.replace(
-        base, overrides=lambda ctx: {**base.overrides(ctx), "_fail_at_epoch": 0}
-    )
-    argv = [*FAKE_ARGS, "--max-failures", "0", "--storage", str(tmp_path)]
+    inject = {"fail_after_epoch": 0, "fault_dir": str(tmp_path / "faults")}
+    broken = dataclasses.replace(base, overrides=lambda ctx: {**base.overrides(ctx), **inject})
+    argv = [*FAULTY_ARGS, "--max-failures", "0", "--storage", str(tmp_path)]
     assert runner.main(broken, argv) == 1
     trials = table(tmp_path, "transfer_fmnist", "trials")
     assert trials["status"].tolist() == ["error"] and trials["epochs_done"].tolist() == [1]

@@ -10,7 +10,7 @@ import pytest
 from ray import tune
 
 from ibnn.results import read_table
-from ibnn.sweep.trainable import TrialSettings, make_trainable, split_config
+from ibnn.sweep.trainable import TrialSettings, flatten_config, make_trainable
 from tests.sweeps.conftest import FAKE
 
 CONFIG = {
@@ -105,9 +105,13 @@ def test_restored_final_checkpoint_reports_nothing_and_keeps_files(monkeypatch, 
     assert read_table(settings.storage, "sw", "epochs").num_rows == 4
 
 
-def test_split_config_merges_the_variant_and_separates_runner_keys():
-    flat, runner = split_config({**CONFIG, "_fail_at_epoch": 1, "lam_sign": "x"}, ("lam_sign",))
-    assert runner == {"_fail_at_epoch": 1} and "variant" not in flat and "lam_sign" not in flat
+def test_flatten_config_merges_the_variant_and_drops_search_helpers():
+    flat = flatten_config({**CONFIG, "lam_sign": "x"}, ("lam_sign",))
+    assert "variant" not in flat and "lam_sign" not in flat
     assert flat["family"] == "ibnn" and flat["C"] == 2
-    with pytest.raises(ValueError, match="unknown runner options \\['_typo'\\]"):
-        split_config({"_typo": 1})
+
+
+def test_a_config_key_outside_the_trial_config_is_refused(settings):
+    bad = {**CONFIG, "_fail_at_epoch": 1}
+    with pytest.raises(ValueError, match=r"unknown TrialConfig keys \['_fail_at_epoch'\]"):
+        make_trainable(settings)(bad)

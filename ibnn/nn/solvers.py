@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ibnn.coupling import Coupling, Linearization
+from ibnn.nn.coupling import Coupling, Linearization
 
 __all__ = ["FixedPointProblem", "SolveInfo", "get_solver", "SOLVERS", "cg", "default_tol"]
 

@@ -150,7 +150,7 @@ def test_linear_batch_independence():
 
 
 def test_bad_arguments_are_refused_with_the_rule():
-    with pytest.raises(ValueError, match=r"lam < 1/\(2p\).*lam=0.06.*bound 0.05"):
+    with pytest.raises(ValueError, match=r"lam < 1/\(2p\).*bound is 0.05, but got lam=0.06"):
         IBNNConv2d(1, 2, 3, lam=0.06, p=10.0)
     with pytest.raises(ValueError, match="lam < 1/"):
         IBNNLinear(3, 4, lam=0.05, p=10.0)
@@ -190,3 +190,45 @@ def test_eval_reaches_the_solver_and_is_deterministic():
         alone = model(x[2:3])
     assert torch.equal(first, second)
     assert (first[2:3] - alone).abs().max().item() <= 1e-5
+
+
+def test_signatures_follow_torch_in_torch_order():
+    """Every parameter of nn.Conv2d / nn.Linear, same names, same order; the neuron's after."""
+    import inspect
+
+    for ours, theirs in ((IBNNConv2d, nn.Conv2d), (IBNNLinear, nn.Linear)):
+        mine = list(inspect.signature(ours.__init__).parameters.values())
+        torch_params = list(inspect.signature(theirs.__init__).parameters.values())
+        assert [p.name for p in mine[: len(torch_params)]] == [p.name for p in torch_params]
+        rest = mine[len(torch_params) :]
+        assert rest[0].name == "lam" and rest[0].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@pytest.mark.parametrize("extent", [None, 3])
+def test_grouped_dilated_conv_at_lam_zero_is_torch_and_solves_otherwise(extent):
+    torch.manual_seed(3)
+    args = (4, 6, 3, 1, "same", 2, 2, True, "reflect")  # dilation 2, groups 2, reflect padding
+    ref = nn.Conv2d(*args)
+    layer = IBNNConv2d(*args, lam=0.0, w_extent=extent)
+    layer.load_state_dict(ref.state_dict(), strict=False)
+    x = torch.rand(2, 4, 10, 10)
+    with torch.no_grad():
+        assert torch.equal(layer(x), ref(x))
+    ibnn = IBNNConv2d(*args, lam=-2.0, w_extent=extent)
+    ibnn.load_state_dict(ref.state_dict(), strict=False)
+    z = ibnn(x)
+    y = ref(x).detach()
+    z_rows, y_rows = z.reshape(-1, 10, 10).double(), y.reshape(-1, 10, 10).double()
+    residual = z_rows - y_rows - 2.0 * brute_cross(z_rows, 10.0, extent)
+    assert residual.abs().max().item() <= 1e-4
+    z.sum().backward()
+    assert ibnn.weight.grad is not None and torch.isfinite(ibnn.weight.grad).all()
+
+
+def test_device_and_dtype_reach_the_weights_and_the_neuron():
+    conv = IBNNConv2d(2, 3, 3, dtype=torch.float64, device="cpu", lam=-1.0, lam_trainable=True)
+    lin = IBNNLinear(3, 4, dtype=torch.float64, lam=-1.0)
+    for layer in (conv, lin):
+        assert {t.dtype for t in layer.state_dict().values()} == {torch.float64}
+    z = conv(torch.rand(1, 2, 6, 6, dtype=torch.float64))
+    assert z.dtype == torch.float64

@@ -15,14 +15,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ibnn.data import DATASETS
+from ibnn.nn.neuron import BACKENDS
+from ibnn.trial.data import DATASETS
+from ibnn.vocab import (
+    EVALS,
+    FAMILIES,
+    SELECTIONS,
+    check_lam,
+    check_w_extent,
+    lam_bound,
+)
 
-__all__ = ["EVALS", "FAMILIES", "SELECTIONS", "TrialConfig", "config_fields"]
-
-FAMILIES = ("sm", "ibnn", "ibnn_lite")
-SELECTIONS = ("val", "paper")
-EVALS = ("clean", "pgd_surrogate", "pgd_whitebox", "pixle", "jacobian_norm", "curvature")
-BACKENDS = ("auto", "dense", "grid", "window")
+__all__ = ["TrialConfig", "config_fields"]
 
 
 def _f(default: Any, help: str) -> Any:
@@ -55,7 +59,7 @@ class TrialConfig:
     w_extent: int | None = _f(None, "None: uniform w over a channel; odd k: k x k window")
     lam_trainable: bool = _f(False, "learn lam (kept below 1/(2p)); ibnn families only")
     allow_unsafe_lam: bool = _f(False, "opt in to lam >= 1/(2p) (no uniqueness guarantee)")
-    solver: str = _f("newton", "forward solver of the IBNN layers (ibnn.solvers.SOLVERS)")
+    solver: str = _f("newton", "forward solver of the IBNN layers (ibnn.nn.solvers.SOLVERS)")
     tol: float | None = _f(None, "forward solver tolerance (None: the layer's default by dtype)")
     max_iter: int | None = _f(None, "forward solver iteration cap (None: the solver's default)")
     backend: str = _f("auto", f"cross-term backend: one of {', '.join(BACKENDS)}")
@@ -84,7 +88,8 @@ class TrialConfig:
     pixle_iters: int = _f(5, "Pixle iterations per restart (the paper: 5)")
     pixle_patch: int = _f(3, "Pixle patch side in pixels (the paper: 3)")
     pixle_transposed: bool = _f(
-        True, "Pixle writes at (col, row) like torchattacks and the paper (see ibnn.attacks.pixle)"
+        True,
+        "Pixle writes at (col, row) like torchattacks and the paper (see ibnn.trial.attacks.pixle)",
     )
     curvature_h: float = _f(1e-3, "finite-difference step h of the curvature, Eq. 61 (> 0)")
     curvature_draws: int = _f(4, "Rademacher draws per sample for the curvature (>= 1)")
@@ -175,7 +180,7 @@ def _positive(cfg: TrialConfig, *names: str, optional: bool = False) -> None:
 
 
 def _validate(cfg: TrialConfig) -> None:
-    from ibnn.solvers import SOLVERS
+    from ibnn.nn.solvers import SOLVERS
 
     if cfg.family not in FAMILIES:
         _fail("family", cfg.family, f"must be one of {list(FAMILIES)}")
@@ -221,8 +226,7 @@ def _validate(cfg: TrialConfig) -> None:
     if any(e < 0 for e in cfg.pgd_eps):
         _fail("pgd_eps", cfg.pgd_eps, "every eps must be >= 0")
     if cfg.w_extent is not None:
-        if cfg.w_extent < 1 or cfg.w_extent % 2 == 0:
-            _fail("w_extent", cfg.w_extent, "must be None or a positive odd int")
+        _rule("w_extent", cfg.w_extent, check_w_extent)
         if cfg.dataset == "toy2d":
             _fail(
                 "w_extent", cfg.w_extent, "toy2d has a linear hidden layer: w_extent must be None"
@@ -232,9 +236,18 @@ def _validate(cfg: TrialConfig) -> None:
     _validate_lam(cfg)
 
 
+def _rule(name: str, value: Any, check: Any, *args: Any, **kwargs: Any) -> None:
+    """Apply a rule of ``ibnn.vocab`` to a field, failing with the field's name."""
+    try:
+        check(value, *args, name=f"TrialConfig.{name}", **kwargs)
+    except ValueError as err:
+        raise ValueError(f"TrialConfig.{name}={value!r} is invalid: {err}") from None
+
+
+_UNSAFE = "set allow_unsafe_lam=True to opt in"
+
+
 def _validate_lam(cfg: TrialConfig) -> None:
-    bound = 1.0 / (2.0 * cfg.p)
-    rule = f"lam < 1/(2p) = {bound:.6g} (uniqueness, Cor. 3.1), unless allow_unsafe_lam=True"
     if cfg.family == "sm":
         if cfg.lam != 0.0:
             _fail("lam", cfg.lam, "family 'sm' has no implicit term: lam must be 0.0")
@@ -243,7 +256,9 @@ def _validate_lam(cfg: TrialConfig) -> None:
     else:
         if cfg.transfer_lams:
             _fail("transfer_lams", cfg.transfer_lams, "transfer evaluations need family 'sm'")
-        if not cfg.allow_unsafe_lam and cfg.lam >= bound:
-            _fail("lam", cfg.lam, f"must satisfy {rule} with p={cfg.p}")
-    if not cfg.allow_unsafe_lam and any(t >= bound for t in cfg.transfer_lams):
-        _fail("transfer_lams", cfg.transfer_lams, f"each must satisfy {rule} with p={cfg.p}")
+        if not cfg.allow_unsafe_lam:
+            _rule("lam", cfg.lam, check_lam, cfg.p, hint=_UNSAFE)
+    if not cfg.allow_unsafe_lam:
+        for t in cfg.transfer_lams:
+            if t >= lam_bound(cfg.p):
+                _rule("transfer_lams", t, check_lam, cfg.p, hint=_UNSAFE)

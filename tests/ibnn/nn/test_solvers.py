@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ibnn import get_solver
-from ibnn.coupling import DenseCoupling, WindowCoupling
-from ibnn.grid import GridCoupling
-from ibnn.solvers import FixedPointProblem, cg
+from ibnn.nn.coupling import DenseCoupling, WindowCoupling
+from ibnn.nn.grid import GridCoupling
+from ibnn.nn.solvers import FixedPointProblem, cg
 
 
 def test_unknown_solver_lists_the_valid_names():

@@ -17,8 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ibnn.config import TrialConfig, config_fields
-from ibnn.data import DatasetNotFoundError
+from ibnn.trial.config import TrialConfig, config_fields
+from ibnn.trial.data import DatasetNotFoundError
 
 __all__ = ["build_parser", "main"]
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ibnn.trial",
         description="Train and evaluate one seeded trial (SM or IBNN), the paper's recipe. "
-        "Options are the fields of ibnn.config.TrialConfig; 'none' sets an optional field "
+        "Options are the fields of ibnn.trial.config.TrialConfig; 'none' sets an optional field "
         "to None.",
     )
     parser.add_argument(
@@ -104,7 +104,7 @@ def _write(out: Path, cfg: TrialConfig, result: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0: ok, 1: data missing or trial failed, 2: usage)."""
-    from ibnn.trial import run_trial
+    from ibnn.trial.core import run_trial
 
     parser = build_parser()
     args = parser.parse_args(argv)

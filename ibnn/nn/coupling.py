@@ -16,7 +16,7 @@ Three couplings:
   small conv maps, and the reference for everything else).
 - :class:`WindowCoupling`: exact sums over a k x k window of a conv map, w = 1/k^2 inside the
   window and the image.
-- :class:`ibnn.grid.GridCoupling`: uniform w = 1/D in O(D + M log M) per row (fast path).
+- :class:`ibnn.nn.grid.GridCoupling`: uniform w = 1/D in O(D + M log M) per row (fast path).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ibnn.vocab import check_w_extent
 
 __all__ = [
     "Coupling",
@@ -183,8 +185,9 @@ class WindowCoupling(PreciseCoupling):
     """
 
     def __init__(self, p: float, extent: int, height: int, width: int) -> None:
-        if extent < 1 or extent % 2 == 0:
-            raise ValueError(f"`w_extent` must be a positive odd int, but got {extent!r}")
+        if extent is None:
+            raise ValueError("a window coupling needs an odd `w_extent`, but got None")
+        check_w_extent(extent)
         self.p = float(p)
         self.extent = int(extent)
         self.height = int(height)

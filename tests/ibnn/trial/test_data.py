@@ -12,9 +12,9 @@ import scipy.io
 import torch
 import torchvision.datasets as tvd
 
-from ibnn import data
-from ibnn.data import DATASETS, DatasetNotFoundError, RawData, load_raw, make_splits
-from ibnn.toy2d import _in_arrow, arrow_label, toy2d
+from ibnn.trial import data
+from ibnn.trial.data import DATASETS, DatasetNotFoundError, RawData, load_raw, make_splits
+from ibnn.trial.toy2d import _in_arrow, arrow_label, toy2d
 
 
 def _md5(path: Path) -> str:
@@ -71,7 +71,7 @@ def test_missing_dataset_says_where_it_looked_and_how_to_get_it(
         load_raw(name, tmp_path / "root")
     msg = str(info.value)
     assert str(tmp_path / "root") in msg and looked in msg
-    assert "To get it" in msg and f"python -m ibnn.data {name}" in msg
+    assert "To get it" in msg and f"python -m ibnn.trial.data {name}" in msg
 
 
 # ------------------------------------------------------------------------------- Fashion-MNIST

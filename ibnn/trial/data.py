@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ibnn.toy2d import toy2d
+from ibnn.trial.toy2d import toy2d
 
 __all__ = [
     "DATASETS",
@@ -69,17 +69,17 @@ DATASETS: dict[str, DatasetSpec] = {
     "fmnist": DatasetSpec(
         *("fmnist", 1, 28, 10, 1, 3),
         "install Debian's package dataset-fashion-mnist (files in /usr/share/datasets/"
-        "fashion-mnist), or download it: python -m ibnn.data fmnist --data-root ROOT",
+        "fashion-mnist), or download it: python -m ibnn.trial.data fmnist --data-root ROOT",
     ),
     "svhn": DatasetSpec(
         *("svhn", 3, 32, 10, 2, 3),
-        "download it where the network allows: python -m ibnn.data svhn --data-root ROOT "
+        "download it where the network allows: python -m ibnn.trial.data svhn --data-root ROOT "
         "(torchvision fetches http://ufldl.stanford.edu/housenumbers/train_32x32.mat and "
         "test_32x32.mat), or copy those two files into ROOT",
     ),
     "cifar10": DatasetSpec(
         *("cifar10", 3, 32, 10, 3, 8),
-        "download it where the network allows: python -m ibnn.data cifar10 --data-root ROOT "
+        "download it where the network allows: python -m ibnn.trial.data cifar10 --data-root ROOT "
         "(torchvision fetches https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), or "
         "unpack that archive into ROOT (giving ROOT/cifar-10-batches-py/)",
     ),
@@ -335,11 +335,11 @@ def make_splits(
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m ibnn.data NAME... --data-root ROOT``: fetch datasets once, before sweeps."""
+    """``python -m ibnn.trial.data NAME... --data-root ROOT``: fetch datasets once."""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m ibnn.data",
+        prog="python -m ibnn.trial.data",
         description="Download (or find offline) datasets into the data root, once, before sweeps.",
     )
     parser.add_argument("names", nargs="+", choices=sorted(set(DATASETS) - {"toy2d"}))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ibnn.attacks import input_gradient
+from ibnn.trial.attacks import input_gradient
 
 __all__ = ["curvature", "jacobian_norm"]
 

@@ -1,4 +1,4 @@
-"""Sweep results on disk: fixed Parquet schemas, one file per trial per table, atomic writes.
+"""The results writer: one file per trial per table, atomic writes, in the contract's schemas.
 
 Layout under a storage root (a local folder or a URI such as ``s3://bucket/prefix``)::
 
@@ -15,7 +15,7 @@ renamed over the target (readers never see half a file; ``pandas.read_parquet`` 
 start with "."). Object stores (S3, GCS) make a single PUT visible atomically, so there the file is
 written in place.
 
-Every table has a fixed pyarrow schema, so ``pandas.read_parquet("<storage>/<sweep>/epochs")``
+Every table has the fixed pyarrow schema of ``ibnn.results.schema`` (the contract), so ``pandas.read_parquet("<storage>/<sweep>/epochs")``
 reads all files of a table at once with consistent dtypes.
 """
 
@@ -26,139 +26,20 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ibnn.results.schema import REQUIRED, SCHEMAS, check_table
+
 __all__ = [
-    "SCHEMAS",
-    "TABLES",
     "Storage",
     "build_table",
     "read_table",
     "trial_file",
 ]
-
-
-@dataclass(frozen=True)
-class _Column:
-    name: str  # column name
-    type: pa.DataType  # fixed Arrow type
-    required: bool  # the row (after context filling) must hold this key
-
-
-def _schema(columns: Iterable[_Column]) -> tuple[pa.Schema, frozenset[str]]:
-    cols = list(columns)
-    return pa.schema([pa.field(c.name, c.type) for c in cols]), frozenset(
-        c.name for c in cols if c.required
-    )
-
-
-_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
-
-# Columns every table starts with; filled by the writer, never by the trial.
-_IDENTITY = [
-    _Column("sweep", _S, True),
-    _Column("experiment", _S, True),
-    _Column("trial_id", _S, True),
-]
-# Trial-level context; missing keys are filled from the trial's config.
-_MODEL = [
-    _Column("family", _S, True),
-    _Column("dataset", _S, True),
-    _Column("seed", _I, True),
-    _Column("L", _I, False),
-    _Column("C", _I, False),
-    _Column("n_params", _I, False),
-    _Column("lam", _F, True),
-    _Column("p", _F, True),
-    _Column("w_extent", _I, False),  # null = global w (every position of the channel)
-    _Column("lam_trainable", _B, False),
-]
-_DATA = [
-    _Column("train_fraction", _F, False),
-    _Column("label_noise", _F, False),
-    _Column("selection", _S, False),  # model selection: "val" or "paper" (best test loss)
-    _Column("n_train", _I, False),  # training samples actually used
-]
-
-_EPOCHS = [
-    *_IDENTITY,
-    *_MODEL,
-    *_DATA,
-    _Column("epoch", _I, True),
-    _Column("phase", _S, False),
-    _Column("lr", _F, True),
-    _Column("train_loss", _F, True),
-    _Column("train_acc", _F, True),
-    _Column("val_loss", _F, True),
-    _Column("val_acc", _F, True),
-    _Column("test_loss", _F, True),
-    _Column("test_acc", _F, True),
-    _Column("solver_iters", _F, True),
-    _Column("solver_residual", _F, True),
-    _Column("nonconverged_frac", _F, True),
-    _Column("wall_s", _F, True),
-    _Column("status", _S, False),  # running | ok | solver_failed | diverged
-    _Column("error", _S, False),  # message of what ended a failed trial
-    _Column("selected", _B, False),  # this epoch is the model-selection epoch so far
-    _Column("selected_epoch", _I, False),
-    _Column("lam_learned", _F, False),  # current lam (mean over IBNN layers), NaN for SM
-    _Column("solver_iters_max", _F, False),
-    _Column("solver_backward_iters", _F, False),
-    _Column("eval_nonconverged_frac", _F, False),  # non-converged fraction on the test split
-]
-_EVALS = [
-    *_IDENTITY,
-    *_MODEL,
-    *_DATA,
-    _Column("epoch", _I, False),  # the selected epoch that was evaluated
-    _Column("attack", _S, True),
-    _Column("strength", _F, True),
-    _Column("acc", _F, True),  # NaN for jacobian_norm and curvature
-    _Column("value", _F, False),  # loss, or the norm / curvature
-    _Column("n", _I, False),  # test samples evaluated
-    _Column("nonconverged_frac", _F, False),
-]
-_BOUNDARIES = [
-    *_IDENTITY,
-    _Column("family", _S, True),
-    _Column("seed", _I, True),
-    _Column("lam", _F, True),
-    _Column("p", _F, True),
-    _Column("x0", _F, True),
-    _Column("x1", _F, True),
-    _Column("prob", _F, True),
-]
-_TRIALS = [
-    *_IDENTITY,
-    _Column("family", _S, True),
-    _Column("dataset", _S, True),
-    _Column("seed", _I, True),
-    _Column("status", _S, True),  # running | ok | solver_failed | diverged
-    _Column("epochs_done", _I, True),  # records written so far (warm-up epochs included)
-    _Column("objective", _F, True),  # val_acc at the selected epoch so far
-    _Column("config_json", _S, True),  # the full trial config, JSON
-    _Column("updated", _S, True),  # ISO timestamp of the last write
-    _Column("error", _S, False),  # what ended a failed trial
-]
-
-_BUILT = {
-    "epochs": _schema(_EPOCHS),
-    "evals": _schema(_EVALS),
-    "boundaries": _schema(_BOUNDARIES),
-    "trials": _schema(_TRIALS),
-}
-TABLES: tuple[str, ...] = tuple(_BUILT)
-SCHEMAS: dict[str, pa.Schema] = {name: built[0] for name, built in _BUILT.items()}
-
-
-def _check_table_name(table: str) -> None:
-    if table not in _BUILT:
-        raise ValueError(f"unknown results table {table!r}; valid tables: {', '.join(TABLES)}")
 
 
 def build_table(
@@ -178,8 +59,8 @@ def build_table(
     Raises:
         ValueError: a row holds a key outside the schema, or lacks a required column.
     """
-    _check_table_name(table)
-    schema, required = _BUILT[table]
+    check_table(table)
+    schema, required = SCHEMAS[table], REQUIRED[table]
     names = set(schema.names)
     base = {k: v for k, v in (context or {}).items() if k in names}
     merged = []
@@ -188,7 +69,7 @@ def build_table(
         if unknown:
             raise ValueError(
                 f"{table} row {i} has columns outside the {table} schema: {unknown}; "
-                f"add them to ibnn.results or drop them"
+                f"add them to ibnn.results.schema or drop them"
             )
         full = {**base, **row}
         missing = sorted(required - set(full))
@@ -200,7 +81,7 @@ def build_table(
 
 def trial_file(table: str, trial_id: str) -> str:
     """Relative path of one trial's file of a table: ``<table>/<trial_id>.parquet``."""
-    _check_table_name(table)
+    check_table(table)
     if not trial_id or "/" in trial_id or trial_id.startswith("."):
         raise ValueError(f"trial_id must be a plain non-hidden name, got {trial_id!r}")
     return f"{table}/{trial_id}.parquet"
@@ -303,7 +184,7 @@ class Storage:
 
     def list_trial_ids(self, sweep: str, table: str) -> list[str]:
         """Trial ids that have a file in a table (sorted)."""
-        _check_table_name(table)
+        check_table(table)
         if not self.exists(sweep, table):
             return []
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(sweep, table)))
@@ -330,7 +211,7 @@ def read_table(storage: str | Storage, sweep: str, table: str) -> pa.Table:
     Returns:
         A ``pyarrow.Table`` with ``SCHEMAS[table]`` (``.to_pandas()`` for a DataFrame).
     """
-    _check_table_name(table)
+    check_table(table)
     st = storage if isinstance(storage, Storage) else Storage(storage)
     schema = SCHEMAS[table]
     parts = [st.read_trial(sweep, table, tid) for tid in st.list_trial_ids(sweep, table)]

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ibnn.data import as_float
-from ibnn.models import solver_stats
+from ibnn.nn.models import solver_stats
+from ibnn.trial.data import as_float
 
 __all__ = ["PassResult", "SolverMeter", "evaluate_split", "lr_at", "train_epoch"]
 

@@ -83,3 +83,25 @@ def test_solver_stats_aggregates_layers():
     assert stats["iters"] >= 1 and stats["residual"] <= 1e-4 and stats["converged"]
     assert stats["nonconverged_frac"] == 0.0
     assert solver_stats(ucn("sm", 1, 3, 1, 10, 12)) == {}
+
+
+def test_to_ibnn_and_to_sm_pass_every_conv_argument_through():
+    torch.manual_seed(1)
+    sm = nn.Sequential(
+        nn.Conv2d(4, 6, 3, 2, 1, 2, 2, False, "circular", dtype=torch.float64),
+        nn.Linear(5, 3, bias=False, dtype=torch.float64),
+    )
+    ib = to_ibnn(sm, lam=-0.5)
+    back = to_sm(ib)
+    keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+    keys += ("groups", "padding_mode")
+    for model in (ib, back):
+        conv, lin = model[0], model[1]
+        assert all(getattr(conv, k) == getattr(sm[0], k) for k in keys)
+        assert conv.bias is None and lin.bias is None and conv.weight.dtype == torch.float64
+        assert (lin.in_features, lin.out_features) == (5, 3)
+    assert isinstance(ib[0], IBNNConv2d) and type(back[0]) is nn.Conv2d
+    x = torch.rand(2, 4, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(back[0](x), sm[0](x))
+        assert torch.equal(to_ibnn(sm, lam=0.0)[0](x), sm[0](x))

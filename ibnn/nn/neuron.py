@@ -14,32 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ibnn.coupling import Coupling, DenseCoupling, WindowCoupling
-from ibnn.grid import GridCoupling
-from ibnn.implicit import SolveRecord, cross_term, fixed_point
-from ibnn.solvers import default_tol, get_solver
+from ibnn.nn.coupling import Coupling, DenseCoupling, WindowCoupling
+from ibnn.nn.grid import GridCoupling
+from ibnn.nn.implicit import SolveRecord, cross_term, fixed_point
+from ibnn.nn.solvers import default_tol, get_solver
+from ibnn.vocab import check_lam, check_w_extent, lam_bound
 
-__all__ = ["ImplicitBias", "NeuronStats", "check_lam", "lam_bound"]
+__all__ = ["BACKENDS", "ImplicitBias", "NeuronStats"]
 
 BACKENDS = ("auto", "dense", "grid", "window")
 _GRID_MIN_UNITS = 64  # below this many units per row the exact O(D^2) sum is cheaper
 _MIN_GAP = 1e-4  # a trainable lam stays <= (1 - _MIN_GAP) / (2p)
 _STIFF_LAM = 0.25  # above this |lam| the fast path sums in float64 (its noise is scaled by lam)
-
-
-def lam_bound(p: float) -> float:
-    """Upper bound on lam for existence and uniqueness: lam < 1/(2p) (Cor. 3.1, Prop. 4)."""
-    return 1.0 / (2.0 * p)
-
-
-def check_lam(lam: float, p: float) -> None:
-    """Raise ValueError unless lam < 1/(2p), the uniqueness range of DESIGN section 2."""
-    if not math.isfinite(lam) or lam >= lam_bound(p):
-        raise ValueError(
-            f"`lam < 1/(2p)` must hold for a unique fixed point (Corollary 3.1 with Prop. 4), "
-            f"but got lam={lam!r} with p={p!r} (bound {lam_bound(p):.6g}); "
-            "pass allow_unsafe_lam=True to opt in"
-        )
 
 
 @dataclass(frozen=True)
@@ -79,7 +65,7 @@ class ImplicitBias(nn.Module):
             below 1/(2p) (at most (1 - 1e-4)/(2p)) whatever the optimiser does.
         allow_unsafe_lam: opt in to lam >= 1/(2p) (no uniqueness guarantee).
         lite: IBNN-lite, one explicit step z = y - lam B(y) instead of the fixed point.
-        solver: forward solver name (see :mod:`ibnn.solvers`).
+        solver: forward solver name (see :mod:`ibnn.nn.solvers`).
         tol: forward max-norm residual tolerance (None: by dtype).
         max_iter: solver iteration cap (None: the solver's default).
         backend: "auto", "dense" (exact O(D^2)), "grid" (fast, uniform w) or "window".
@@ -102,14 +88,11 @@ class ImplicitBias(nn.Module):
         super().__init__()
         if not (isinstance(p, (int, float)) and math.isfinite(p) and p > 0):
             raise ValueError(f"`p > 0` must hold, but got p={p!r}")
-        if w_extent is not None and (
-            int(w_extent) != w_extent or w_extent < 1 or w_extent % 2 == 0
-        ):
-            raise ValueError(f"`w_extent` must be None or a positive odd int, but got {w_extent!r}")
+        check_w_extent(w_extent)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; valid names: {list(BACKENDS)}")
         if not allow_unsafe_lam:
-            check_lam(float(lam), float(p))
+            check_lam(float(lam), float(p), hint="pass allow_unsafe_lam=True to opt in")
         self.solve_fn = get_solver(solver)
         self.p = float(p)
         self.w_extent = None if w_extent is None else int(w_extent)

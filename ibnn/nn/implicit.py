@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ibnn.coupling import Coupling
-from ibnn.solvers import FixedPointProblem, SolveInfo, cg
+from ibnn.nn.coupling import Coupling
+from ibnn.nn.solvers import FixedPointProblem, SolveInfo, cg
 
 __all__ = ["SolveRecord", "fixed_point", "cross_term"]
 
@@ -116,7 +116,7 @@ def fixed_point(
         y: (R, D) rows of linear pre-activations.
         lam: 0-dim tensor (may require grad).
         coupling: the cross term.
-        solver: a function from :mod:`ibnn.solvers`.
+        solver: a function from :mod:`ibnn.nn.solvers`.
         tol: forward max-norm residual tolerance.
         max_iter: solver iteration cap (None: the solver's default).
         bwd_rtol: relative tolerance of the backward CG solve.

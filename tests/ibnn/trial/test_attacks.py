@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ibnn import to_ibnn, ucn
-from ibnn.attacks import input_gradient, pgd, pixle
-from ibnn.evaluation import eval_subset
-from ibnn.metrics import curvature, jacobian_norm
 from ibnn.trial import Trial, TrialConfig
+from ibnn.trial.attacks import input_gradient, pgd, pixle
+from ibnn.trial.evaluation import eval_subset
+from ibnn.trial.metrics import curvature, jacobian_norm
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,17 +12,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ibnn.layers import IBNNConv2d, IBNNLinear
-from ibnn.neuron import ImplicitBias
+from ibnn.nn.layers import IBNNConv2d, IBNNLinear
+from ibnn.nn.neuron import ImplicitBias
+from ibnn.vocab import check_family
 
-__all__ = ["FAMILIES", "UCN", "ToyNet", "ucn", "toy_net", "to_ibnn", "to_sm", "solver_stats"]
-
-FAMILIES = ("sm", "ibnn", "ibnn_lite")
-
-
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; valid names: {list(FAMILIES)}")
+__all__ = ["UCN", "ToyNet", "ucn", "toy_net", "to_ibnn", "to_sm", "solver_stats"]
 
 
 def _conv(family: str, c_in: int, c_out: int, k: int, neuron_kwargs: dict) -> nn.Module:
@@ -75,7 +69,7 @@ def ucn(
         **neuron_kwargs: lam, p, w_extent, lam_trainable, solver, ... (unknown keys are an
             error for the IBNN families; all are ignored for "sm").
     """
-    _check_family(family)
+    check_family(family)
     for name, value in (
         ("L", L),
         ("C", C),
@@ -115,7 +109,7 @@ class ToyNet(nn.Module):
 
 def toy_net(family: str, hidden: int = 3, **neuron_kwargs) -> ToyNet:
     """The one-hidden-layer network of Fig. 2 on 2-D points (binary classification)."""
-    _check_family(family)
+    check_family(family)
     if int(hidden) != hidden or hidden < 1:
         raise ValueError(f"`hidden >= 1` must hold, but got hidden={hidden!r}")
     return ToyNet(_linear(family, 2, hidden, neuron_kwargs), hidden)
@@ -140,6 +134,30 @@ def _replace(model: nn.Module, convert: Callable[[nn.Module], nn.Module | None])
     return out
 
 
+def _conv_args(m: nn.Conv2d) -> tuple:
+    """Every constructor argument of a conv layer, in ``nn.Conv2d``'s order."""
+    w = m.weight
+    return (
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups,
+        m.bias is not None,
+        m.padding_mode,
+        w.device,
+        w.dtype,
+    )
+
+
+def _linear_args(m: nn.Linear) -> tuple:
+    """Every constructor argument of a linear layer, in ``nn.Linear``'s order."""
+    w = m.weight
+    return (m.in_features, m.out_features, m.bias is not None, w.device, w.dtype)
+
+
 def _copy_params(src: nn.Module, dst: nn.Module) -> nn.Module:
     dst = dst.to(device=src.weight.device, dtype=src.weight.dtype)
     with torch.no_grad():
@@ -160,28 +178,10 @@ def to_ibnn(sm_model: nn.Module, lam: float, p: float = 10.0, **neuron_kwargs) -
         if isinstance(m, (IBNNConv2d, IBNNLinear)):
             raise ValueError(f"to_ibnn expects an SM model, but it holds an IBNN layer {m}")
         if type(m) is nn.Conv2d:
-            new = IBNNConv2d(
-                m.in_channels,
-                m.out_channels,
-                m.kernel_size,
-                m.stride,
-                m.padding,
-                bias=m.bias is not None,
-                lam=lam,
-                p=p,
-                **neuron_kwargs,
-            )
-            new.dilation, new.groups, new.padding_mode = m.dilation, m.groups, m.padding_mode
+            new = IBNNConv2d(*_conv_args(m), lam=lam, p=p, **neuron_kwargs)
             return _copy_params(m, new)
         if type(m) is nn.Linear:
-            new = IBNNLinear(
-                m.in_features,
-                m.out_features,
-                bias=m.bias is not None,
-                lam=lam,
-                p=p,
-                **neuron_kwargs,
-            )
+            new = IBNNLinear(*_linear_args(m), lam=lam, p=p, **neuron_kwargs)
             return _copy_params(m, new)
         return None
 
@@ -193,22 +193,9 @@ def to_sm(model: nn.Module) -> nn.Module:
 
     def convert(m: nn.Module) -> nn.Module | None:
         if isinstance(m, IBNNConv2d):
-            new = nn.Conv2d(
-                m.in_channels,
-                m.out_channels,
-                m.kernel_size,
-                m.stride,
-                m.padding,
-                dilation=m.dilation,
-                groups=m.groups,
-                bias=m.bias is not None,
-                padding_mode=m.padding_mode,
-            )
-            return _copy_params(m, new)
+            return _copy_params(m, nn.Conv2d(*_conv_args(m)))
         if isinstance(m, IBNNLinear):
-            return _copy_params(
-                m, nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
-            )
+            return _copy_params(m, nn.Linear(*_linear_args(m)))
         return None
 
     return _replace(model, convert)

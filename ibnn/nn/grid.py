@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from ibnn.coupling import Linearization, PreciseCoupling, log_cosh
+from ibnn.nn.coupling import Linearization, PreciseCoupling, log_cosh
 
 __all__ = ["GridCoupling"]
 

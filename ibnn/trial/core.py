@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ibnn.config import TrialConfig
-from ibnn.data import load_raw, make_splits
-from ibnn.evaluation import evaluate_model, neuron_kwargs
-from ibnn.models import to_ibnn, toy_net, ucn
-from ibnn.neuron import ImplicitBias
-from ibnn.train import evaluate_split, lr_at, train_epoch
+from ibnn.nn.models import to_ibnn, toy_net, ucn
+from ibnn.nn.neuron import ImplicitBias
+from ibnn.trial.config import TrialConfig
+from ibnn.trial.data import load_raw, make_splits
+from ibnn.trial.evaluation import evaluate_model, neuron_kwargs
+from ibnn.trial.train import evaluate_split, lr_at, train_epoch
 
 __all__ = ["Trial", "TrialConfig", "TrialResult", "format_record", "run_trial"]
 
@@ -373,9 +373,3 @@ def _run(cfg: TrialConfig, progress: bool) -> TrialResult:
             trial.error = f"evaluation: {type(err).__name__}: {err}"
             print(f"trial evaluation failed: {trial.error}", file=sys.stderr, flush=True)
     return TrialResult(trial.records, evals, status, boundary)
-
-
-if __name__ == "__main__":
-    from ibnn.trial_cli import main
-
-    raise SystemExit(main())
