@@ -1,8 +1,9 @@
 """Synthetic sweep results in the documented on-disk layout, with known answers.
 
 Every number below is chosen so that the derived results have an exact expected value
-(see EXPECTED). Per-seed noise is a set of offsets symmetric about 0, so the median over seeds
-is exactly the noise-free value.
+(see EXPECTED). Per-seed noise is an offset per seed, the same in both arms (SEED_OFFSET), whose
+values are symmetric about 0 over SM's 10 seeds and over IBNN's 5: the median over seeds is
+exactly the noise-free value, and the per-seed IBNN - SM differences are exactly the effect.
 """
 
 from __future__ import annotations
@@ -133,8 +134,12 @@ def write_table(folder: Path, table: str, trial_id: str, rows: list[dict]) -> Pa
     return final
 
 
-def _offsets(n: int, spread: float) -> np.ndarray:
-    return np.linspace(-spread, spread, n) if n > 1 else np.zeros(1)
+# Offset of each seed (both arms): seeds 0..4 and 5..9 are each symmetric about 0.
+SEED_OFFSET = (-0.004, -0.002, 0.0, 0.002, 0.004, -0.003, -0.001, 0.0, 0.001, 0.003)
+
+
+def _offsets(n: int, spread: float = 0.004) -> np.ndarray:
+    return np.array(SEED_OFFSET[:n]) * spread / 0.004
 
 
 def _config(sweep: str, family: str, seed: int, **kw) -> dict:
