@@ -314,7 +314,7 @@ def build_robustness(root: Path) -> None:
 def build_transfer(root: Path) -> None:
     folder = root / "transfer"
     n = 0
-    for seed, off in zip(SM_SEEDS[:6], _offsets(6, 0.004), strict=True):
+    for seed, off in zip(SM_SEEDS[:6], np.linspace(-0.004, 0.004, 6), strict=True):
         cfg = _config("transfer", "sm", seed)
         write_table(folder, "epochs", cfg["trial_id"], _trial_epochs(cfg, 0.85 + off))
         ev = {k: cfg[k] for k in EVAL_SCHEMA.names if k in cfg}
