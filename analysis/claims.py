@@ -326,9 +326,14 @@ def _failures(
 
 
 def _with_holm(table: pd.DataFrame, level: float) -> pd.DataFrame:
-    """Add p_holm over every row with a p-value and the verdict that survives it."""
+    """Add p_holm over every row that can reach a verdict and the verdict that survives it.
+
+    Rows without an interval (too few seeds, no data) can reject nothing and are left out of
+    the family.
+    """
     out = table.copy()
-    out["p_holm"] = holm(out["p"].to_numpy(dtype=float))
+    judged = ~out["verdict"].isin(("no data", TOO_FEW))
+    out["p_holm"] = holm(out["p"].where(judged).to_numpy(dtype=float))
     keep = out["verdict"].isin(("supported", "not supported")) & (out["p_holm"] <= 1 - level)
     holm_v = np.where(keep, out["verdict"], "inconclusive")
     out["verdict_holm"] = np.where(

@@ -151,7 +151,7 @@ def _claims_html(claims: pd.DataFrame, level: float, status: pd.DataFrame) -> st
 
 def _claims_notes(claims: pd.DataFrame, level: float) -> str:
     """Family-wise error, power and failure-sensitivity notes under the claims table."""
-    m = int(claims["p"].notna().sum()) if "p" in claims else 0
+    m = int(claims["p_holm"].notna().sum()) if "p_holm" in claims else 0
     return (
         f"<p class='small' id='family-wise'>{_e(family_wise_text(m, level))}</p>"
         "<p class='small' id='power-note'>Power: the smallest effect detectable with "

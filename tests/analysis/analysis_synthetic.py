@@ -18,7 +18,16 @@ import pyarrow.parquet as pq
 
 from analysis.stats import BootstrapSpec
 
-__all__ = ["FAST", "REPO", "EXPECTED", "SM_SEEDS", "IBNN_SEEDS", "build_storage", "write_table"]
+__all__ = [
+    "FAST",
+    "REPO",
+    "EXPECTED",
+    "SM_SEEDS",
+    "IBNN_SEEDS",
+    "build_storage",
+    "build_noisy_expressivity",
+    "write_table",
+]
 
 # Fewer resamples than the default keeps the tests fast; the coverage tests set their own.
 FAST = BootstrapSpec(n_resamples=400, seed=0)
@@ -247,6 +256,33 @@ def build_expressivity(root: Path, dataset: str = "fmnist", gap: float = 0.03) -
     bad = _config(name, "ibnn", 99, C=3, dataset=dataset)
     write_table(folder, "epochs", bad["trial_id"], _trial_epochs(bad, 0.10, status="diverged"))
     _meta(folder, name, n + 1, True, experiment="expressivity")
+
+
+def build_noisy_expressivity(
+    root: Path, n: int, gap: float, sd: float = 0.01, seed: int = 0, failed: tuple[int, ...] = ()
+) -> Path:
+    """Expressivity sweep with random noise and a known true effect, `n` seeds in both arms.
+
+    Seed s has accuracy 0.70 + 0.02 C + gap (IBNN) + u_s + e, with a seed effect u_s ~ N(0, sd)
+    shared by both arms and e ~ N(0, sd) per trial: the per-seed IBNN - SM differences are
+    symmetric about `gap`, the true effect. IBNN seeds in `failed` diverge (status "diverged",
+    accuracy 0.10 before failing).
+    """
+    name = f"expressivity_n{n}"
+    folder = root / name
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0.0, sd, n)
+    for c in (2, 3, 4, 6):
+        for family in ("sm", "ibnn"):
+            for s in range(n):
+                cfg = _config(name, family, s, C=c)
+                acc = 0.70 + 0.02 * c + (gap if family == "ibnn" else 0.0) + u[s]
+                acc += rng.normal(0.0, sd)
+                bad = family == "ibnn" and s in failed
+                rows = _trial_epochs(cfg, 0.10 if bad else acc, "diverged" if bad else "ok")
+                write_table(folder, "epochs", cfg["trial_id"], rows)
+    _meta(folder, name, 8 * n, True, experiment="expressivity")
+    return root
 
 
 def build_memorization(root: Path, running: bool = True) -> None:
