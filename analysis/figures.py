@@ -302,8 +302,8 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig7", "Fig. 7 · Faster learning", "learning_speed",
                ("learning_curves", "learning_speed_match"), fig_learning,
                "3-epoch running average of the median test accuracy; shaded: percentile-"
-               "bootstrap band of that statistic (>= 5 seeds). Pink dashed: SM's best and its epoch; dotted: first epoch where IBNN "
-               "matches it."),
+               "bootstrap band of that statistic (>= 5 seeds). Pink dashed: SM's best and its "
+               "epoch; dotted: first epoch where IBNN matches it."),
     FigureSpec("fig8", "Fig. 8 · Less memorization", "memorization",
                ("memorization_curves", "memorization_gaps"), fig_memorization,
                "Top: median best validation accuracy vs fraction of wrong training labels; "
