@@ -1,4 +1,4 @@
-"""Analysis of IBNN sweep results: medians with bootstrap CIs, the paper's figures, a dashboard.
+"""Analysis of IBNN sweep results: medians with exact CIs, the paper's figures, a dashboard.
 
 Reads the Parquet tables that sweeps write under `<storage>/<sweep>/`; imports neither torch
 nor ray. Entry point: `python -m analysis <storage> --out dashboard.html`.

@@ -22,14 +22,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = BootstrapSpec()
     ap = argparse.ArgumentParser(
         prog="python -m analysis",
-        description="Medians with bootstrap CIs, the paper's figures and a claims table, as one "
+        description="Medians with exact CIs, the paper's figures and a claims table, as one "
         "self-contained HTML dashboard, from the Parquet results of the sweeps.",
     )
     ap.add_argument("storage", help="results root holding <sweep>/epochs, evals, ... (or a URI)")
     ap.add_argument("--out", default="dashboard.html", help="HTML file to write")
     ap.add_argument("--level", type=float, default=defaults.level, help="CI level (0.90)")
     ap.add_argument(
-        "--resamples", type=int, default=defaults.n_resamples, help="bootstrap resamples"
+        "--resamples",
+        type=int,
+        default=defaults.n_resamples,
+        help="bootstrap resamples (curve statistics)",
     )
     ap.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed")
     return ap.parse_args(argv)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from analysis.derived import TRANSFER_MARGIN
+from analysis.multiplicity import holm
+from analysis.power import effective_seeds, min_detectable, min_seeds, seeds_needed
+from analysis.stats import BootstrapSpec
 from analysis.tidy import CONDITION_KEYS, present
 
 __all__ = [
     "VERDICTS",
+    "TOO_FEW",
     "ClaimSpec",
     "CLAIMS",
     "verdict",
@@ -19,7 +25,8 @@ __all__ = [
     "claims_table",
 ]
 
-VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive", "no data")
+TOO_FEW = "inconclusive (too few seeds)"
+VERDICTS: tuple[str, ...] = ("supported", "not supported", "inconclusive", TOO_FEW, "no data")
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec(
         "transfer keeps accuracy", "Supp.", "transfer", "transfer_effects", "clean_gap",
         "clean accuracy of SM weights run as IBNN minus SM's own (non-inferiority, margin 1 pp)",
-        "pp", margin=0.01,
+        "pp", margin=TRANSFER_MARGIN,
     ),
     ClaimSpec(
         "transfer adds robustness", "Supp.", "transfer", "transfer_effects", "pgd_gap",
@@ -100,11 +107,12 @@ def verdict(lo: float, hi: float, n_sm: int, n_ibnn: int, margin: float | None =
     """Verdict from an effect's confidence interval (positive favours IBNN).
 
     Superiority (margin None): "supported" if lo > 0, "not supported" if hi <= 0. Non-inferiority
-    (margin m > 0): "supported" if lo > -m, "not supported" if hi < -m. Otherwise, or when
-    either arm has fewer than 2 seeds or the interval is undefined: "inconclusive".
+    (margin m > 0): "supported" if lo > -m, "not supported" if hi < -m. Otherwise
+    "inconclusive"; when either arm has fewer than 2 seeds or no interval reaches the level at
+    these seed counts (NaN): "inconclusive (too few seeds)".
     """
     if n_sm < 2 or n_ibnn < 2 or math.isnan(lo) or math.isnan(hi):
-        return "inconclusive"
+        return TOO_FEW
     if margin is None:
         return "supported" if lo > 0 else "not supported" if hi <= 0 else "inconclusive"
     return "supported" if lo > -margin else "not supported" if hi < -margin else "inconclusive"
@@ -118,7 +126,7 @@ def rule_text(claim: ClaimSpec, level: float) -> str:
     else:
         m = f"-{claim.margin * claim.scale:g} {claim.unit}"
         core = f"non-inferiority: supported if the {ci} > {m}; not supported if the {ci} < {m}"
-    return f"{core}; else (or < 2 seeds in an arm) inconclusive"
+    return f"{core}; else inconclusive (no interval at these seed counts: too few seeds)"
 
 
 def condition_label(row: pd.Series) -> str:
@@ -149,10 +157,17 @@ def _fmt(x: float, scale: float, unit: str) -> str:
     return f"{v:.3g}{unit}" if unit in ("%", "") else f"{v:.3g} {unit}"
 
 
-def _details(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> str:
+def _same(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
     same = frame
     for k in keys:
+        if k not in same.columns:
+            return same.iloc[0:0]
         same = same[(same[k] == row[k]) | (same[k].isna() & pd.isna(row[k]))]
+    return same
+
+
+def _details(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> str:
+    same = _same(frame, row, keys)
     out = []
     for _, r in same[same["statistic"].isin(list(_DETAILS))].iterrows():
         label, scale, unit = _DETAILS[r["statistic"]]
@@ -175,28 +190,58 @@ _COLUMNS = [
     "unit",
     "n",
     "verdict",
+    "method",
+    "coverage",
+    "p",
+    "p_holm",
+    "verdict_holm",
+    "effect_failed",
+    "lo_failed",
+    "hi_failed",
+    "n_failed",
+    "verdict_failed",
+    "sensitivity",
+    "mde",
+    "seeds_needed",
     "rule",
     "measure",
     "details",
 ]
+# Target effect of the seeds_needed column: one displayed unit (1 pp, 1 % of the training set,
+# 1 epoch).
+TARGET_UNITS = 1.0
 
 
 def claims_table(
-    frames: dict[str, pd.DataFrame], kinds_present: set[str], level: float
+    frames: dict[str, pd.DataFrame],
+    kinds_present: set[str],
+    level: float,
+    counted: dict[str, pd.DataFrame] | None = None,
+    bootstrap_min_seeds: int = BootstrapSpec.bootstrap_min_seeds,
 ) -> pd.DataFrame:
     """One row per claim and comparison (condition x IBNN arm), effects in displayed units.
 
     Args:
         frames: comparison frames by name (see ClaimSpec.source), long format with columns
-            statistic, value, lo, hi, n_sm, n_ibnn, n_shared, arm and condition keys.
+            statistic, value, lo, hi, n_sm, n_ibnn, n_shared, method, coverage, p, se, arm and
+            condition keys (`compare.compare_arms`).
         kinds_present: sweep kinds found in the storage.
-        level: confidence level of the intervals (for the rule's wording).
+        level: confidence level of the intervals.
+        counted: the same frames with failed trials at chance accuracy
+            (`report.failures_counted`); None: no sensitivity columns.
+        bootstrap_min_seeds: fewest seeds per arm for a bootstrap interval (for power).
 
     Returns:
         Frame with columns claim, kind, figure, condition, comparison, effect, lo, hi (displayed
-        units), unit, n, verdict, rule, measure, details; a claim without evidence gets one
+        units), unit, n, verdict, method, coverage, p (two-sided, of the rule's null value),
+        p_holm (Holm-adjusted over every row with a p-value), verdict_holm, effect_failed,
+        lo_failed, hi_failed, n_failed (failed trials counted at chance), verdict_failed,
+        sensitivity (a sentence when the verdict changes), mde (minimal detectable effect at
+        POWER, displayed units; inf when no interval is possible), seeds_needed (seeds per arm
+        to detect TARGET_UNITS), rule, measure, details; a claim without evidence gets one
         "no data" row saying why.
     """
+    counted = counted or {}
     rows = []
     for c in CLAIMS:
         base = {
@@ -222,6 +267,7 @@ def claims_table(
         keys = [*present(sel, CONDITION_KEYS), "arm"]
         keys += [k for k in ("attack", "lam") if k in sel.columns and k not in keys]
         for _, r in sel.iterrows():
+            v = verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin)
             shown = {
                 "condition": condition_label(r),
                 "comparison": f"{r['arm']} vs SM",
@@ -229,8 +275,68 @@ def claims_table(
                 "lo": r["lo"] * c.scale,
                 "hi": r["hi"] * c.scale,
                 "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
-                "verdict": verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin),
+                "verdict": v,
+                "method": r["method"],
+                "coverage": r["coverage"],
+                "p": r["p"],
                 "details": _details(frame, r, keys),
+                **_power(r, c, level, bootstrap_min_seeds),
+                **_failures(counted.get(c.source), r, [*keys, "statistic"], c, v),
             }
             rows.append({**base, **shown})
-    return pd.DataFrame(rows, columns=_COLUMNS)
+    out = pd.DataFrame(rows, columns=_COLUMNS)
+    return _with_holm(out, level)
+
+
+def _power(r: pd.Series, c: ClaimSpec, level: float, bootstrap_min: int) -> dict:
+    """mde and seeds_needed of one comparison row, in displayed units."""
+    n_min = min_seeds(r["method"], level, bootstrap_min)
+    n_eff = effective_seeds(r["n_sm"], r["n_ibnn"], r["n_shared"], r["method"])
+    mde = min_detectable(r["se"], level, r["method"])
+    need = seeds_needed(mde, n_eff, TARGET_UNITS / c.scale, n_min)
+    possible = not math.isnan(r["lo"])  # an interval exists at these seed counts
+    return {"mde": mde * c.scale if possible else math.inf, "seeds_needed": need}
+
+
+def _failures(
+    frame: pd.DataFrame | None, r: pd.Series, keys: list[str], c: ClaimSpec, v: str
+) -> dict:
+    """The effect recomputed with failed trials at chance, its verdict and whether it changes."""
+    nan = float("nan")
+    out = {"effect_failed": nan, "lo_failed": nan, "hi_failed": nan, "n_failed": 0}
+    same = _same(frame, r, keys) if frame is not None and not frame.empty else pd.DataFrame()
+    if same.empty:
+        return {**out, "verdict_failed": "", "sensitivity": ""}
+    f = same.iloc[0]
+    n_failed = int(f["n_sm"] - r["n_sm"] + f["n_ibnn"] - r["n_ibnn"])
+    vf = verdict(f["lo"], f["hi"], f["n_sm"], f["n_ibnn"], c.margin)
+    note = (
+        f"verdict changes to “{vf}” when the {n_failed} failed trials count at chance"
+        if vf != v
+        else ""
+    )
+    return {
+        "effect_failed": f["value"] * c.scale,
+        "lo_failed": f["lo"] * c.scale,
+        "hi_failed": f["hi"] * c.scale,
+        "n_failed": n_failed,
+        "verdict_failed": vf,
+        "sensitivity": note,
+    }
+
+
+def _with_holm(table: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Add p_holm over every row that can reach a verdict and the verdict that survives it.
+
+    Rows without an interval (too few seeds, no data) can reject nothing and are left out of
+    the family.
+    """
+    out = table.copy()
+    judged = ~out["verdict"].isin(("no data", TOO_FEW))
+    out["p_holm"] = holm(out["p"].where(judged).to_numpy(dtype=float))
+    keep = out["verdict"].isin(("supported", "not supported")) & (out["p_holm"] <= 1 - level)
+    holm_v = np.where(keep, out["verdict"], "inconclusive")
+    out["verdict_holm"] = np.where(
+        out["verdict"].isin(("no data", TOO_FEW)), out["verdict"], holm_v
+    )
+    return out

@@ -1,4 +1,9 @@
-"""SM vs IBNN comparisons: statistics of two median curves and their bootstrap intervals."""
+"""SM vs IBNN comparisons: per-seed contrasts (exact rank intervals) and curve statistics.
+
+A comparison's statistics are either `effects.Contrast`s (an effect defined per seed, with a
+Hodges-Lehmann estimate and an exact Wilcoxon / Mann-Whitney interval) or `Statistic`s of the two
+arms' median curves (with the gated stratified bootstrap of `stats.bootstrap_pair`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from analysis.effects import Contrast, rank_effect
 from analysis.stats import BootstrapSpec, bootstrap_pair, pair_arms
 from ibnn.vocab import IBNN_FAMILIES
 
@@ -24,7 +30,19 @@ __all__ = [
 # A statistic maps (xs (k,), med_sm (..., k), med_ibnn (..., k)) to (...,) values.
 Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
-_OUT = ["value", "lo", "hi", "n_sm", "n_ibnn", "n_shared"]
+_OUT = [
+    "value",
+    "lo",
+    "hi",
+    "n_sm",
+    "n_ibnn",
+    "n_shared",
+    "method",
+    "coverage",
+    "null",
+    "p",
+    "se",
+]
 
 
 def running_mean(curves: np.ndarray, window: int) -> np.ndarray:
@@ -94,7 +112,7 @@ def compare_arms(
     keys: Sequence[str],
     x: str | None,
     value: str,
-    statistics: dict[str, Statistic],
+    statistics: dict[str, Statistic | Contrast],
     spec: BootstrapSpec,
     families: tuple[str, ...] = IBNN_FAMILIES,
 ) -> pd.DataFrame:
@@ -105,13 +123,15 @@ def compare_arms(
         keys: columns of the condition within which arms are compared.
         x: the curve coordinate (None: one value per seed).
         value: the measured column.
-        statistics: name -> statistic of (xs, med_sm, med_ibnn).
-        spec: bootstrap settings.
+        statistics: name -> a per-seed `Contrast` (rank-based effect) or a statistic of the
+            median curves (xs, med_sm, med_ibnn) (bootstrap).
+        spec: interval settings.
         families: the families whose arms are compared with SM.
 
     Returns:
         One row per condition, IBNN arm and statistic: keys, arm, family, statistic, value, lo,
-        hi, n_sm, n_ibnn, n_shared. Conditions without an SM arm give no rows.
+        hi, n_sm, n_ibnn, n_shared, method, coverage (exact, or NaN for the bootstrap), null (the
+        value the p-value tests), p, se. Conditions without an SM arm give no rows.
     """
     keys = list(keys)
     cols = [*keys, "arm", "family", "statistic", *_OUT]
@@ -127,7 +147,11 @@ def compare_arms(
         for arm, b in g[g["family"].isin(families)].groupby("arm", sort=True):
             pair = pair_arms(sm, b, x, value)
             for name, stat in statistics.items():
-                est = bootstrap_pair(pair, lambda a, c, s=stat, p=pair: s(p.xs, a, c), spec)
+                if isinstance(stat, Contrast):
+                    est, null = rank_effect(pair, stat, spec.level), stat.null
+                else:
+                    fn = lambda a, c, s=stat, p=pair: s(p.xs, a, c)  # noqa: E731
+                    est, null = bootstrap_pair(pair, fn, spec), 0.0
                 rows.append(
                     (
                         *key,
@@ -140,6 +164,11 @@ def compare_arms(
                         est.n_a,
                         est.n_b,
                         est.n_shared,
+                        est.method,
+                        est.coverage,
+                        null,
+                        est.p,
+                        est.se,
                     )
                 )
     return pd.DataFrame(rows, columns=cols)

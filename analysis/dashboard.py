@@ -16,7 +16,10 @@ import pandas as pd
 import plotly.io as pio
 import plotly.offline as po
 
+from analysis.claims import TARGET_UNITS
 from analysis.figures import FIGURES, FigureSpec
+from analysis.multiplicity import family_wise_text
+from analysis.power import POWER
 from analysis.report import Report
 from analysis.status import partial_notes
 
@@ -52,6 +55,7 @@ th { background: #f3f3f3; }
 td.num { text-align: right; white-space: nowrap; }
 .supported { background: #d9f2d9; } .not-supported { background: #f8d7d7; }
 .inconclusive { background: #fff3cd; } .no-data { background: #eee; color: #666; }
+.flag { color: #a00; font-weight: bold; }
 .small { font-size: 0.75rem; color: #555; }
 .missing { color: #8a4b00; } .warn { color: #a00; }
 #js-errors { color: #fff; background: #a00; padding: 0.5rem; }
@@ -71,20 +75,42 @@ def _num(x: float, digits: int = 2) -> str:
     return f"{x:+.{digits}f}"
 
 
+def _verdict_class(v: str) -> str:
+    return {"supported": "supported", "not supported": "not-supported", "no data": "no-data"}.get(
+        v, "inconclusive"
+    )
+
+
+def _p(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
+def _ci(lo: float, hi: float) -> str:
+    if math.isnan(lo) or math.isnan(hi):
+        return "none (too few seeds)"
+    return f"[{_num(lo)}, {_num(hi)}]"
+
+
 def _claims_html(claims: pd.DataFrame, level: float, status: pd.DataFrame) -> str:
+    lvl = f"{100 * level:g}%"
     head = (
         "<tr><th>Claim</th><th>Paper</th><th>Condition</th><th>Comparison</th>"
-        f"<th>Effect</th><th>{100 * level:g}% CI</th><th>n (seeds)</th><th>Verdict</th>"
+        f"<th>Effect</th><th>{lvl} CI</th><th>n (seeds)</th><th>Verdict</th>"
+        "<th>p · Holm-adjusted p · verdict after Holm</th>"
+        "<th>With failed trials at chance accuracy: effect, CI, verdict</th>"
+        f"<th>Power: smallest effect detectable ({100 * POWER:g}% power) · seeds per arm for "
+        f"{TARGET_UNITS:g} unit</th><th>Method (exact coverage)</th>"
         "<th>Measured as</th><th>Rule</th></tr>"
     )
     rows = []
     for _, r in claims.iterrows():
         v = r["verdict"]
         has = v != "no data"
+        unit = f" {_e(r['unit'])}"
         effect = _num(r["effect"]) if has else "—"
         if has and math.isfinite(r["effect"]):
-            effect += f" {_e(r['unit'])}"
-        ci = f"[{_num(r['lo'])}, {_num(r['hi'])}]" if has else "—"
+            effect += unit
+        ci = _ci(r["lo"], r["hi"]) if has else "—"
         detail = f"<br><span class='small'>{_e(r['details'])}</span>" if r["details"] else ""
         partial = partial_notes(status, r["kind"]) if has else []
         flag = (
@@ -92,15 +118,54 @@ def _claims_html(claims: pd.DataFrame, level: float, status: pd.DataFrame) -> st
             if partial
             else ""
         )
+        if has:
+            holm = f"{_p(r['p'])} · {_p(r['p_holm'])} · {_e(r['verdict_holm'])}"
+            if r["n_failed"]:
+                fail = (
+                    f"{_num(r['effect_failed'])}{unit} {_ci(r['lo_failed'], r['hi_failed'])}, "
+                    f"{_e(r['verdict_failed'])} ({int(r['n_failed'])} failed trials counted)"
+                )
+            else:
+                fail = "no failed trials"
+            if r["sensitivity"]:
+                fail += f"<br><span class='flag'>{_e(r['sensitivity'])}</span>"
+            mde = "none (too few seeds)" if math.isinf(r["mde"]) else f"{r['mde']:.3g}{unit}"
+            need = "n/a" if math.isnan(r["seeds_needed"]) else f"{int(r['seeds_needed'])}"
+            power = f"{mde} · {need}"
+            cov = "" if math.isnan(r["coverage"]) else f" ({100 * r['coverage']:.1f}%)"
+            method = f"{_e(r['method'])}{cov}"
+        else:
+            holm = fail = power = method = "—"
         rows.append(
             f"<tr><td>{_e(r['claim'])}</td><td>{_e(r['figure'])}</td>"
             f"<td>{_e(r['condition']) if has else ''}</td>"
             f"<td>{_e(r['comparison']) if has else ''}{detail}</td>"
             f"<td class='num'>{effect}</td><td class='num'>{ci}</td><td>{_e(r['n'])}</td>"
-            f"<td class='{v.replace(' ', '-')}'><b>{_e(v)}</b>{flag}</td>"
+            f"<td class='{_verdict_class(v)}'><b>{_e(v)}</b>{flag}</td>"
+            f"<td class='small'>{holm}</td><td class='small'>{fail}</td>"
+            f"<td class='small'>{power}</td><td class='small'>{method}</td>"
             f"<td class='small'>{_e(r['measure'])}</td><td class='small'>{_e(r['rule'])}</td></tr>"
         )
     return f"<table id='claims'>{head}{''.join(rows)}</table>"
+
+
+def _claims_notes(claims: pd.DataFrame, level: float) -> str:
+    """Family-wise error, power and failure-sensitivity notes under the claims table."""
+    m = int(claims["p_holm"].notna().sum()) if "p_holm" in claims else 0
+    return (
+        f"<p class='small' id='family-wise'>{_e(family_wise_text(m, level))}</p>"
+        "<p class='small' id='power-note'>Power: the smallest effect detectable with "
+        f"{100 * POWER:g}% power by a two-sided test at {100 * (1 - level):g}%, by the normal "
+        "approximation with the noise SD estimated from these seeds (SD of the per-seed "
+        "differences, or the bootstrap SD) and the rank test's efficiency 3/π; seeds per arm to "
+        f"detect {TARGET_UNITS:g} displayed unit (1 pp, 1% of the training set, 1 epoch) "
+        "assume the SD stays as estimated. “none (too few seeds)”: no interval, so no "
+        "verdict, is possible at these seed counts.</p>"
+        "<p class='small' id='failures-note'>Failed trials (failed, diverged, solver_failed) "
+        "are left out of every statistic; the sensitivity column recomputes each effect with "
+        "them counted at chance accuracy (1/number of classes: 10% for fmnist, svhn, cifar10; "
+        "50% for toy2d) and flags a verdict that changes.</p>"
+    )
 
 
 def _status_html(status: pd.DataFrame) -> str:
@@ -170,11 +235,13 @@ def render_dashboard(report: Report, storage: str) -> str:
         "<h1>Implicit-bias neurons (IBNN) vs the standard model (SM)</h1>",
         "<pre id='js-errors' hidden>[]</pre>",
         f"<p class='small'>Results read from <code>{_e(storage)}</code> at {when}. "
-        f"Statistics: {_e(report.spec.describe())}. Each trial's accuracy is taken at its "
-        "selected epoch (validation-based model selection); failed trials are left out; "
-        "running trials count with their numbers so far.</p>",
+        f"<span id='methods'>Statistics: {_e(report.spec.describe())}</span> Each trial's "
+        "accuracy is taken at its selected epoch (validation-based model selection); failed "
+        "trials are left out (see the sensitivity column); running trials count with their "
+        "numbers so far.</p>",
         "<h2>Claims of the paper</h2>",
         _claims_html(report.claims, report.spec.level, report.status),
+        _claims_notes(report.claims, report.spec.level),
         "<p class='small'>“partial data”: a sweep behind the claim is still running, misses "
         "trials, had failed trials or unreadable files (see Sweeps).</p>",
         "<h2>Sweeps</h2>",

@@ -6,7 +6,10 @@ column (`tidy.add_arm`), `epochs` are raw epoch rows. Accuracies stay fractions 
 
 Curve frames have columns <condition keys>, family, arm, <x>, median, lo, hi, n, min, max.
 Comparison frames (from `compare.compare_arms`) are long: one row per condition, IBNN arm and
-statistic, with value, lo, hi, n_sm, n_ibnn, n_shared.
+statistic, with value, lo, hi, n_sm, n_ibnn, n_shared, method, coverage, null, p, se. Effects
+that are per-seed contrasts (gaps in accuracy) are Hodges-Lehmann estimates with exact rank
+intervals (`effects`); where IBNN's median curve first reaches SM's best is a statistic of the
+median curves with the gated bootstrap (`stats.bootstrap_pair`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from analysis.compare import compare_arms, first_crossing, mean_gap, running_mean
+from analysis.compare import compare_arms, first_crossing, running_mean
+from analysis.effects import Contrast, first_point, mean_over_points
 from analysis.stats import BootstrapSpec, bootstrap_curve, summarize
 from analysis.tidy import CONDITION_KEYS, add_arm, present, train_rows
 from ibnn.vocab import FAMILIES
 
 __all__ = [
+    "TRANSFER_MARGIN",
+    "GAP",
+    "MEAN_GAP",
+    "NOISE_GAIN",
     "PGD_ATTACKS",
     "condition_keys",
     "data_fraction_curves",
@@ -35,6 +43,8 @@ __all__ = [
     "expressivity_effects",
     "learning_curves",
     "learning_speed_match",
+    "fraction_statistics",
+    "speed_statistics",
     "memorization_curves",
     "memorization_gaps",
     "memorization_effects",
@@ -45,6 +55,11 @@ __all__ = [
 
 # Families trained as models in their own right (transfer rows are derived from SM trials).
 PGD_ATTACKS: tuple[str, ...] = ("pgd_surrogate", "pgd_whitebox")
+# Non-inferiority margin of "transfer keeps accuracy" (accuracy fraction: 1 pp).
+TRANSFER_MARGIN = 0.01
+# IBNN - SM at the single point of a per-seed value, and averaged over the curve's points.
+GAP = Contrast(first_point)
+MEAN_GAP = Contrast(mean_over_points)
 
 
 def condition_keys(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -77,7 +92,9 @@ def data_fraction_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFr
     return summarize(t, [*keys, "family", "arm", "train_fraction"], "test_acc", spec)
 
 
-def _fraction_stats() -> dict:
+def fraction_statistics() -> dict:
+    """Statistics of the median curves over train_fraction (see `data_fraction_match`)."""
+
     def sm_best(xs, sm, ib):
         return _quiet_max(sm)
 
@@ -108,7 +125,7 @@ def data_fraction_match(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFra
     """
     t = _models(trials)
     keys = condition_keys(t, ("train_fraction",))
-    return compare_arms(t, keys, "train_fraction", "test_acc", _fraction_stats(), spec)
+    return compare_arms(t, keys, "train_fraction", "test_acc", fraction_statistics(), spec)
 
 
 # Figs. 4 and 5: robustness.
@@ -139,13 +156,13 @@ def pgd_curves(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 
 
 def pgd_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
-    """IBNN - SM median accuracy under PGD, averaged over eps > 0 (statistic "mean_gap")."""
+    """IBNN - SM accuracy under PGD, averaged over eps > 0 per seed (statistic "mean_gap")."""
     rows = pgd_rows(evals)
     if rows.empty:
         return compare_arms(rows, [], "strength", "acc", {}, spec)
     rows = rows[rows["strength"] > 0]
     keys = [*condition_keys(rows), "attack"]
-    return compare_arms(rows, keys, "strength", "acc", {"mean_gap": mean_gap}, spec)
+    return compare_arms(rows, keys, "strength", "acc", {"mean_gap": MEAN_GAP}, spec)
 
 
 def pixle_bars(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
@@ -156,15 +173,11 @@ def pixle_bars(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     return summarize(e, [*keys, "family", "arm", "attack"], "acc", spec)
 
 
-def _diff(xs, sm, ib):
-    return ib[..., 0] - sm[..., 0]
-
-
 def pixle_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
-    """IBNN - SM median accuracy under Pixle (statistic "gap")."""
+    """IBNN - SM accuracy under Pixle (statistic "gap")."""
     e = _models(evals)
     e = e[e["attack"] == "pixle"] if not e.empty else e
-    return compare_arms(e, condition_keys(e), None, "acc", {"gap": _diff}, spec)
+    return compare_arms(e, condition_keys(e), None, "acc", {"gap": GAP}, spec)
 
 
 # Fig. 6: expressivity.
@@ -181,10 +194,10 @@ def expressivity_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFra
 
 
 def expressivity_effects(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
-    """IBNN - SM median test accuracy averaged over the widths C (statistic "mean_gap")."""
+    """IBNN - SM test accuracy averaged over the widths C per seed (statistic "mean_gap")."""
     t = _models(trials)
     keys = condition_keys(t, ("C",))
-    return compare_arms(t, keys, "C", "test_acc", {"mean_gap": mean_gap}, spec)
+    return compare_arms(t, keys, "C", "test_acc", {"mean_gap": MEAN_GAP}, spec)
 
 
 # Fig. 7: faster learning.
@@ -222,16 +235,8 @@ def learning_curves(
     return pd.DataFrame(out, columns=cols)
 
 
-def learning_speed_match(
-    epochs: pd.DataFrame, trials: pd.DataFrame, spec: BootstrapSpec, window: int = 3
-) -> pd.DataFrame:
-    """First epoch at which IBNN's running-average median test accuracy matches SM's best.
-
-    Statistics: sm_best (best running-average median of SM), sm_best_epoch (where), match_epoch
-    (first epoch where IBNN's running average >= sm_best; +inf if never) and epochs_saved
-    (sm_best_epoch - match_epoch; positive favours IBNN).
-    """
-    rows = _epoch_rows(epochs, trials)
+def speed_statistics(window: int = 3) -> dict:
+    """Statistics of the median curves over epochs (see `learning_speed_match`)."""
 
     def sm_best(xs, sm, ib):
         return _quiet_max(running_mean(sm, window))
@@ -245,12 +250,25 @@ def learning_speed_match(
     def epochs_saved(xs, sm, ib):
         return sm_best_epoch(xs, sm, ib) - match_epoch(xs, sm, ib)
 
-    stats = {
+    return {
         "sm_best": sm_best,
         "sm_best_epoch": sm_best_epoch,
         "match_epoch": match_epoch,
         "epochs_saved": epochs_saved,
     }
+
+
+def learning_speed_match(
+    epochs: pd.DataFrame, trials: pd.DataFrame, spec: BootstrapSpec, window: int = 3
+) -> pd.DataFrame:
+    """First epoch at which IBNN's running-average median test accuracy matches SM's best.
+
+    Statistics: sm_best (best running-average median of SM), sm_best_epoch (where), match_epoch
+    (first epoch where IBNN's running average >= sm_best; +inf if never) and epochs_saved
+    (sm_best_epoch - match_epoch; positive favours IBNN).
+    """
+    rows = _epoch_rows(epochs, trials)
+    stats = speed_statistics(window)
     return compare_arms(rows, condition_keys(rows), "epoch", "test_acc", stats, spec)
 
 
@@ -263,21 +281,27 @@ def memorization_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFra
 
 
 def memorization_gaps(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
-    """IBNN - SM median best validation accuracy at each label_noise (statistic "gap")."""
+    """IBNN - SM best validation accuracy at each label_noise (statistic "gap")."""
     t = _models(trials)
     keys = condition_keys(t, ("label_noise",))
     if not t.empty and "label_noise" in t.columns:
         keys = [*keys, "label_noise"]
-    return compare_arms(t, keys, None, "best_val_acc", {"gap": _diff}, spec)
+    return compare_arms(t, keys, None, "best_val_acc", {"gap": GAP}, spec)
 
 
-def _noise_gain(xs, sm, ib):
-    """Mean gap over noisy levels minus the gap without noise (mean gap if 0 is absent)."""
-    gap = ib - sm
+def _noise_score(xs: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Per seed: mean over noisy levels minus the value without noise (the mean if 0 is absent).
+
+    The effect IBNN - SM of this score is the noise gain: the gap with wrong labels minus the
+    gap without.
+    """
     noisy = xs > 0
     if xs.size and xs[0] == 0 and noisy.any():
-        return mean_gap(xs[noisy], sm[..., noisy], ib[..., noisy]) - gap[..., 0]
-    return mean_gap(xs, sm, ib)
+        return mean_over_points(xs[noisy], curves[..., noisy]) - curves[..., 0]
+    return mean_over_points(xs, curves)
+
+
+NOISE_GAIN = Contrast(_noise_score)
 
 
 def memorization_effects(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
@@ -285,7 +309,7 @@ def memorization_effects(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFr
     labels (mean over label_noise > 0) than without (label_noise = 0)."""
     t = _models(trials)
     keys = condition_keys(t, ("label_noise",))
-    return compare_arms(t, keys, "label_noise", "best_val_acc", {"noise_gain": _noise_gain}, spec)
+    return compare_arms(t, keys, "label_noise", "best_val_acc", {"noise_gain": NOISE_GAIN}, spec)
 
 
 # Supplementary: SM weights transferred into IBNN without retraining.
@@ -308,21 +332,22 @@ def transfer_curves(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 
 
 def transfer_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
-    """Per transferred lam: transferred - SM median accuracy, clean (statistic "clean_gap") and
-    averaged over PGD eps > 0 (statistic "pgd_gap"). Seeds are the SM trials', so fully paired.
-    Adds a numeric lam column."""
+    """Per transferred lam: transferred - SM accuracy, clean (statistic "clean_gap", tested
+    against -TRANSFER_MARGIN) and averaged over PGD eps > 0 (statistic "pgd_gap"). Seeds are the
+    SM trials', so fully paired. Adds a numeric lam column."""
     rows = _transfer_rows(evals)
     if rows.empty:
         return compare_arms(rows, [], None, "acc", {}, spec).assign(lam=[])
     rows = add_arm(rows.drop(columns=["arm"], errors="ignore"))
     keys = condition_keys(rows)
     fam = ("ibnn_transfer",)
-    clean = rows[rows["attack"] == "clean"]
+    clean_rows = rows[rows["attack"] == "clean"]
+    clean = Contrast(first_point, null=-TRANSFER_MARGIN)
     pgd = rows[(rows["attack"] == "pgd_surrogate") & (rows["strength"] > 0)]
     out = pd.concat(
         [
-            compare_arms(clean, keys, None, "acc", {"clean_gap": _diff}, spec, fam),
-            compare_arms(pgd, keys, "strength", "acc", {"pgd_gap": mean_gap}, spec, fam),
+            compare_arms(clean_rows, keys, None, "acc", {"clean_gap": clean}, spec, fam),
+            compare_arms(pgd, keys, "strength", "acc", {"pgd_gap": MEAN_GAP}, spec, fam),
         ],
         ignore_index=True,
     )

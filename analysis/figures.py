@@ -301,13 +301,14 @@ FIGURES: tuple[FigureSpec, ...] = (
                "SM and IBNN have the same parameter count at each C. Shaded: CI."),
     FigureSpec("fig7", "Fig. 7 · Faster learning", "learning_speed",
                ("learning_curves", "learning_speed_match"), fig_learning,
-               "3-epoch running average of the median test accuracy; shaded: CI of that "
-               "statistic. Pink dashed: SM's best and its epoch; dotted: first epoch where IBNN "
-               "matches it."),
+               "3-epoch running average of the median test accuracy; shaded: percentile-"
+               "bootstrap band of that statistic (>= 5 seeds). Pink dashed: SM's best and its "
+               "epoch; dotted: first epoch where IBNN matches it."),
     FigureSpec("fig8", "Fig. 8 · Less memorization", "memorization",
                ("memorization_curves", "memorization_gaps"), fig_memorization,
                "Top: median best validation accuracy vs fraction of wrong training labels; "
-               "bottom: IBNN − SM difference of medians (paired bootstrap CI shaded)."),
+               "bottom: IBNN − SM effect per noise level (Hodges-Lehmann, exact Wilcoxon / "
+               "Mann-Whitney CI shaded)."),
     FigureSpec("transfer", "Supplementary · SM weights transferred to IBNN", "transfer",
                ("transfer_curves",), fig_transfer,
                "Median accuracy of trained SM networks run as IBNN at several λ without "

@@ -8,6 +8,7 @@ import pandas as pd
 
 from analysis import derived, toy
 from analysis.claims import claims_table
+from analysis.failures import epochs_at_chance, evals_at_chance, trials_at_chance
 from analysis.load import SweepData
 from analysis.stats import BootstrapSpec
 from analysis.status import status_table
@@ -25,6 +26,8 @@ class Report:
     status: pd.DataFrame  # one row per sweep (status.STATUS_COLUMNS)
     claims: pd.DataFrame  # claims.claims_table
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # derived frames by name
+    # the claims' comparison frames recomputed with failed trials at chance accuracy
+    counted: dict[str, pd.DataFrame] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # problems met while reading
 
 
@@ -45,6 +48,46 @@ def _usable_trials(sweeps: list[SweepData], kind: str) -> pd.DataFrame:
 def _usable(sweeps: list[SweepData], kind: str, table: str) -> pd.DataFrame:
     rows = combine(sweeps, kind, table)
     return drop_failed(rows, combine(sweeps, kind, "epochs"), combine(sweeps, kind, "trials"))
+
+
+def _all_trials(sweeps: list[SweepData], kind: str) -> pd.DataFrame:
+    epochs = combine(sweeps, kind, "epochs")
+    if epochs.empty:
+        return pd.DataFrame()
+    return trial_table(epochs, combine(sweeps, kind, "trials"))
+
+
+def failures_counted(sweeps: list[SweepData], kinds: frozenset[str], spec: BootstrapSpec):
+    """The comparison frames behind the claims, with failed trials at chance accuracy.
+
+    Returns:
+        Frames named as in `compute_report` (data_fraction_match, pgd_effects, ...), computed
+        from `failures.trials_at_chance` / `evals_at_chance` / `epochs_at_chance` rows.
+    """
+    f: dict[str, pd.DataFrame] = {}
+    if "data_fraction" in kinds:
+        t = trials_at_chance(_all_trials(sweeps, "data_fraction"))
+        f["data_fraction_match"] = derived.data_fraction_match(t, spec)
+    if "expressivity" in kinds:
+        t = trials_at_chance(_all_trials(sweeps, "expressivity"))
+        f["expressivity_effects"] = derived.expressivity_effects(t, spec)
+    if "memorization" in kinds:
+        t = trials_at_chance(_all_trials(sweeps, "memorization"))
+        f["memorization_effects"] = derived.memorization_effects(t, spec)
+    if "learning_speed" in kinds:
+        t = _all_trials(sweeps, "learning_speed")
+        ep = epochs_at_chance(combine(sweeps, "learning_speed", "epochs"), t)
+        f["learning_speed_match"] = derived.learning_speed_match(ep, t, spec)
+    for kind in ("robustness", "transfer"):
+        if kind not in kinds:
+            continue
+        ev = add_arm(evals_at_chance(_usable(sweeps, kind, "evals"), _all_trials(sweeps, kind)))
+        if kind == "robustness":
+            f["pgd_effects"] = derived.pgd_effects(ev, spec)
+            f["pixle_effects"] = derived.pixle_effects(ev, spec)
+        else:
+            f["transfer_effects"] = derived.transfer_effects(ev, spec)
+    return f
 
 
 def compute_report(sweeps: list[SweepData], spec: BootstrapSpec) -> Report:
@@ -101,11 +144,13 @@ def compute_report(sweeps: list[SweepData], spec: BootstrapSpec) -> Report:
     if "search" in kinds:
         f["search_best"] = derived.search_best(trials_of("search"), spec)
     warnings = tuple(w for s in sweeps for w in s.warnings)
+    counted = failures_counted(sweeps, kinds, spec)
     return Report(
         spec=spec,
         kinds=kinds,
         status=status_table(sweeps),
-        claims=claims_table(f, set(kinds), spec.level),
+        claims=claims_table(f, set(kinds), spec.level, counted, spec.bootstrap_min_seeds),
         frames=f,
+        counted=counted,
         warnings=warnings,
     )

@@ -1,15 +1,22 @@
-"""Medians over seeds with seeded percentile-bootstrap confidence intervals.
+"""Medians over seeds with exact intervals, and the seeded bootstrap kept for curve statistics.
 
-Every interval here is a percentile bootstrap: resample the seeds with replacement B times,
-recompute the statistic, and take the (1 - level)/2 and (1 + level)/2 quantiles of the B values
-(outer order statistics, numpy's "lower"/"higher" methods, so that an infinite value such as
-"never reached" stays usable). The generator is `numpy.random.default_rng(spec.seed)`, created
-afresh for every estimate, so a number does not depend on what else was computed before it.
+The median of one arm gets the exact distribution-free order-statistic interval
+[x_(j), x_(n+1-j)] (`analysis.ranks.median_interval`): the narrowest symmetric one whose exact
+binomial coverage is >= the level, NaN when none is (n < 5 at 90%: even [min, max] of 4 seeds
+covers only 87.5%).
 
-Comparisons of two arms (SM vs IBNN) use a stratified paired bootstrap: seeds run by both arms
-are resampled together (one draw picks the same seed in both), the seeds only one arm ran are
-resampled independently within that arm. With identical seed sets this is the ordinary paired
-bootstrap; with disjoint sets it is the two-sample bootstrap.
+Statistics of two arms' median *curves* that are not a per-seed contrast (where IBNN's curve
+first reaches SM's best, see `analysis.derived`) keep a stratified paired percentile bootstrap:
+resample the seeds with replacement B times, recompute the statistic, take the (1 - level)/2
+and (1 + level)/2 quantiles of the B values (outer order statistics, numpy's "lower"/"higher"
+methods, so that an infinite value such as "never reached" stays usable). Seeds run by both
+arms are resampled together, seeds only one arm ran independently within that arm. Its
+coverage is measured, not exact (benchmarks/ci_coverage.py), so its interval is reported only
+when both arms have at least `BootstrapSpec.bootstrap_min_seeds` seeds. The generator is
+`numpy.random.default_rng(spec.seed)`, created afresh for every estimate.
+
+SM vs IBNN differences that are per-seed contrasts use Hodges-Lehmann estimates with exact
+Wilcoxon / Mann-Whitney intervals (`analysis.effects`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.ranks import median_interval, min_paired_seeds, min_unpaired_seeds
+
 __all__ = [
     "BootstrapSpec",
     "Estimate",
@@ -31,31 +40,49 @@ __all__ = [
     "bootstrap_pair",
     "bootstrap_curve",
     "percentile_interval",
+    "bootstrap_p",
+    "min_median_seeds",
+    "ORDER_STATISTIC",
+    "BOOTSTRAP",
 ]
 
 
 @dataclass(frozen=True)
 class BootstrapSpec:
-    """How every confidence interval is computed."""
+    """How every confidence interval is computed (the name is historical: see `describe`)."""
 
-    level: float = 0.90  # two-sided confidence level
-    n_resamples: int = 2000  # bootstrap resamples B
+    level: float = 0.90  # two-sided confidence level of every interval
+    n_resamples: int = 2000  # bootstrap resamples B (curve statistics only)
     seed: int = 0  # seed of numpy.random.default_rng for the resampling
+    bootstrap_min_seeds: int = 5  # fewest seeds per arm for a bootstrap interval (measured)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.level < 1.0:
             raise ValueError(f"level must lie in (0, 1), but got {self.level}")
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples must be >= 100, but got {self.n_resamples}")
+        if self.bootstrap_min_seeds < 2:
+            raise ValueError(
+                f"bootstrap_min_seeds must be >= 2, but got {self.bootstrap_min_seeds}"
+            )
 
     def describe(self) -> str:
-        """One sentence stating the method, for captions and the dashboard."""
+        """The methods of every interval in a few sentences, for captions and the dashboard."""
+        lvl = f"{100 * self.level:g}%"
         lo, hi = 50 * (1 - self.level), 50 * (1 + self.level)
         return (
-            f"median over seeds; {100 * self.level:g}% percentile-bootstrap confidence interval "
-            f"({lo:g}th and {hi:g}th percentiles of {self.n_resamples} resamples of the seeds, "
-            f"numpy default_rng(seed={self.seed})); SM vs IBNN differences: stratified paired "
-            "bootstrap (seeds run by both arms resampled together)"
+            f"Median of one arm: sample median over seeds with the exact {lvl} order-statistic "
+            f"interval (distribution-free; none below {min_median_seeds(self.level)} seeds). "
+            "SM vs IBNN effects that are per-seed contrasts: Hodges-Lehmann estimate with the "
+            "exact Wilcoxon signed-rank interval over the seeds both arms ran (estimates the "
+            "pseudo-median of the per-seed differences; none below "
+            f"{min_paired_seeds(self.level)} shared seeds), or, with no shared seed, the "
+            "two-sample Hodges-Lehmann shift with the exact Mann-Whitney interval (none below "
+            f"{min_unpaired_seeds(self.level)} seeds per arm); p-values are those tests'. "
+            "Where IBNN's median curve first reaches SM's best: stratified paired percentile "
+            f"bootstrap ({lo:g}th and {hi:g}th percentiles of {self.n_resamples} resamples, "
+            f"numpy default_rng(seed={self.seed})), shown only with >= "
+            f"{self.bootstrap_min_seeds} seeds per arm, where its measured coverage is >= 0.88."
         )
 
     def rng(self) -> np.random.Generator:
@@ -73,6 +100,15 @@ class Estimate:
     n_a: int = 0  # seeds in the first arm (SM in comparisons; the only arm otherwise)
     n_b: int = 0  # seeds in the second arm (IBNN in comparisons)
     n_shared: int = 0  # seeds run by both arms (resampled paired)
+    coverage: float = float("nan")  # exact coverage of [lo, hi] (NaN: measured, or none)
+    p: float = float("nan")  # two-sided p-value of the null value, dual to the interval
+    se: float = float("nan")  # standard error of the estimate (for power)
+    method: str = ""  # how the interval was computed (see `METHODS`)
+
+
+# Method names stored with every estimate.
+ORDER_STATISTIC = "order statistic"
+BOOTSTRAP = "percentile bootstrap"
 
 
 def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
@@ -102,22 +138,24 @@ def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmedian(x, axis=axis)
 
 
-def median_ci(values: Sequence[float] | np.ndarray, spec: BootstrapSpec) -> Estimate:
-    """Median of `values` (one per seed, NaN ignored) and its bootstrap interval.
+def min_median_seeds(level: float) -> int:
+    """Fewest values whose [min, max] covers the median with probability >= level (5 at 0.9)."""
+    n = 1
+    while 1.0 - 2.0 * 0.5**n < level:
+        n += 1
+    return n
 
-    With a single value the interval is undefined (NaN, NaN); with none, everything is NaN.
+
+def median_ci(values: Sequence[float] | np.ndarray, spec: BootstrapSpec) -> Estimate:
+    """Median of `values` (one per seed, NaN ignored) and its exact order-statistic interval.
+
+    The interval is [x_(j), x_(n+1-j)] with the largest j whose exact coverage
+    P(j <= Binomial(n, 1/2) <= n - j) is >= spec.level; `coverage` holds that probability. With
+    too few values for the level (n < 5 at 90%) the interval is NaN; with none, all is NaN.
     """
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    n = x.size
-    if n == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    med = float(np.median(x))
-    if n == 1:
-        return Estimate(med, float("nan"), float("nan"), 1)
-    idx = spec.rng().integers(0, n, size=(spec.n_resamples, n))
-    lo, hi = percentile_interval(np.median(x[idx], axis=1), spec.level)
-    return Estimate(med, lo, hi, n)
+    est = median_interval(np.asarray(values, dtype=float), spec.level)
+    n = int(np.sum(~np.isnan(np.asarray(values, dtype=float))))
+    return Estimate(est.value, est.lo, est.hi, n, coverage=est.coverage, method=ORDER_STATISTIC)
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str], value: str, spec: BootstrapSpec) -> pd.DataFrame:
@@ -225,19 +263,39 @@ def bootstrap_pair(
         spec: bootstrap settings.
 
     Returns:
-        Estimate with the statistic on the observed seeds and its interval (NaN interval when
-        either arm has fewer than 2 seeds).
+        Estimate with the statistic on the observed seeds, its interval, the bootstrap p-value of
+        0 (`bootstrap_p`) and standard error (SD of the finite replicates); interval and p are
+        NaN when either arm has fewer than spec.bootstrap_min_seeds seeds, se when fewer than 2.
     """
     n_a, n_b = pair.a.shape[0], pair.b.shape[0]
+    nan = float("nan")
     if n_a == 0 or n_b == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"), n_a, n_b, pair.n_shared)
+        return Estimate(nan, nan, nan, n_a, n_b, pair.n_shared, method=BOOTSTRAP)
     value = float(statistic(_nanmedian(pair.a, 0), _nanmedian(pair.b, 0)))
-    if n_a < 2 or n_b < 2:
-        return Estimate(value, float("nan"), float("nan"), n_a, n_b, pair.n_shared)
+    if min(n_a, n_b) < 2:
+        return Estimate(value, nan, nan, n_a, n_b, pair.n_shared, method=BOOTSTRAP)
     ia, ib = _resample_indices(spec.rng(), spec.n_resamples, pair.n_shared, n_a, n_b)
-    reps = statistic(_nanmedian(pair.a[ia], 1), _nanmedian(pair.b[ib], 1))
+    reps = np.asarray(statistic(_nanmedian(pair.a[ia], 1), _nanmedian(pair.b[ib], 1)), float)
+    finite = reps[np.isfinite(reps)]
+    se = float(np.std(finite, ddof=1)) if finite.size > 1 else nan
+    if min(n_a, n_b) < spec.bootstrap_min_seeds:  # coverage not shown to reach the level
+        return Estimate(value, nan, nan, n_a, n_b, pair.n_shared, se=se, method=BOOTSTRAP)
     lo, hi = percentile_interval(reps, spec.level)
-    return Estimate(value, lo, hi, n_a, n_b, pair.n_shared)
+    p = bootstrap_p(reps, 0.0)
+    return Estimate(value, lo, hi, n_a, n_b, pair.n_shared, p=p, se=se, method=BOOTSTRAP)
+
+
+def bootstrap_p(samples: np.ndarray, null: float) -> float:
+    """Two-sided percentile-bootstrap p-value of `null`: 2 min(P*(s <= null), P*(s >= null)).
+
+    Dual to `percentile_interval`: `null` lies outside the level interval when p < 1 - level
+    (up to the discreteness of B). NaN replicates are dropped; NaN when none is left.
+    """
+    s = np.asarray(samples, dtype=float)
+    s = s[~np.isnan(s)]
+    if s.size == 0:
+        return float("nan")
+    return float(min(1.0, 2.0 * min(np.mean(s <= null), np.mean(s >= null))))
 
 
 def bootstrap_curve(
@@ -253,12 +311,12 @@ def bootstrap_curve(
         transform: maps median curves (..., k) to (..., k), e.g. a running average.
 
     Returns:
-        (curve, lo, hi), each (k,); lo and hi are NaN when n < 2.
+        (curve, lo, hi), each (k,); lo and hi are NaN when n < spec.bootstrap_min_seeds.
     """
     transform = transform or (lambda c: c)
     n, k = matrix.shape
     curve = transform(_nanmedian(matrix, 0)) if n else np.full(k, np.nan)
-    if n < 2:
+    if n < max(2, spec.bootstrap_min_seeds):
         return curve, np.full(k, np.nan), np.full(k, np.nan)
     idx = spec.rng().integers(0, n, size=(spec.n_resamples, n))
     reps = transform(_nanmedian(matrix[idx], 1))  # (B, k)

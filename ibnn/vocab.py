@@ -17,6 +17,7 @@ __all__ = [
     "EXPERIMENTS",
     "FAMILIES",
     "IBNN_FAMILIES",
+    "NUM_CLASSES",
     "SELECTIONS",
     "check_family",
     "check_lam",
@@ -40,6 +41,8 @@ EVALS: tuple[str, ...] = (
 )
 # Model selection: best validation accuracy, or the authors' best test loss (labelled "paper").
 SELECTIONS: tuple[str, ...] = ("val", "paper")
+# Datasets and their number of classes (chance accuracy is 1 / classes).
+NUM_CLASSES: dict[str, int] = {"fmnist": 10, "svhn": 10, "cifar10": 10, "toy2d": 2}
 # One sweep script per experiment of the paper (DESIGN section 6).
 EXPERIMENTS: tuple[str, ...] = (
     "toy2d",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ibnn.trial.toy2d import toy2d
+from ibnn.vocab import NUM_CLASSES
 
 __all__ = [
     "DATASETS",
@@ -67,24 +68,26 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "fmnist": DatasetSpec(
-        *("fmnist", 1, 28, 10, 1, 3),
+        *("fmnist", 1, 28, NUM_CLASSES["fmnist"], 1, 3),
         "install Debian's package dataset-fashion-mnist (files in /usr/share/datasets/"
         "fashion-mnist), or download it: python -m ibnn.trial.data fmnist --data-root ROOT",
     ),
     "svhn": DatasetSpec(
-        *("svhn", 3, 32, 10, 2, 3),
+        *("svhn", 3, 32, NUM_CLASSES["svhn"], 2, 3),
         "download it where the network allows: python -m ibnn.trial.data svhn --data-root ROOT "
         "(torchvision fetches http://ufldl.stanford.edu/housenumbers/train_32x32.mat and "
         "test_32x32.mat), or copy those two files into ROOT",
     ),
     "cifar10": DatasetSpec(
-        *("cifar10", 3, 32, 10, 3, 8),
+        *("cifar10", 3, 32, NUM_CLASSES["cifar10"], 3, 8),
         "download it where the network allows: python -m ibnn.trial.data cifar10 --data-root ROOT "
         "(torchvision fetches https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), or "
         "unpack that archive into ROOT (giving ROOT/cifar-10-batches-py/)",
     ),
-    "toy2d": DatasetSpec("toy2d", 0, 0, 2, 1, 3, "generated, no files needed"),
+    "toy2d": DatasetSpec("toy2d", 0, 0, NUM_CLASSES["toy2d"], 1, 3, "generated, no files needed"),
 }
+if set(DATASETS) != set(NUM_CLASSES):
+    raise ImportError(f"DATASETS {sorted(DATASETS)} must match ibnn.vocab.NUM_CLASSES")
 
 
 @dataclass(frozen=True)

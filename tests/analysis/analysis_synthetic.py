@@ -1,8 +1,9 @@
 """Synthetic sweep results in the documented on-disk layout, with known answers.
 
 Every number below is chosen so that the derived results have an exact expected value
-(see EXPECTED). Per-seed noise is a set of offsets symmetric about 0, so the median over seeds
-is exactly the noise-free value.
+(see EXPECTED). Per-seed noise is an offset per seed, the same in both arms (SEED_OFFSET), whose
+values are symmetric about 0 over SM's 10 seeds and over IBNN's 5: the median over seeds is
+exactly the noise-free value, and the per-seed IBNN - SM differences are exactly the effect.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import pyarrow.parquet as pq
 from analysis.stats import BootstrapSpec
 from ibnn.results.schema import SCHEMAS
 
-__all__ = ["FAST", "REPO", "EXPECTED", "SM_SEEDS", "IBNN_SEEDS", "build_storage", "write_table"]
+__all__ = [
+    "FAST",
+    "REPO",
+    "EXPECTED",
+    "SM_SEEDS",
+    "IBNN_SEEDS",
+    "build_storage",
+    "build_noisy_expressivity",
+    "write_table",
+]
 
 # Fewer resamples than the default keeps the tests fast; the coverage tests set their own.
 FAST = BootstrapSpec(n_resamples=400, seed=0)
@@ -70,8 +80,12 @@ def write_table(folder: Path, table: str, trial_id: str, rows: list[dict]) -> Pa
     return final
 
 
-def _offsets(n: int, spread: float) -> np.ndarray:
-    return np.linspace(-spread, spread, n) if n > 1 else np.zeros(1)
+# Offset of each seed (both arms): seeds 0..4 and 5..9 are each symmetric about 0.
+SEED_OFFSET = (-0.004, -0.002, 0.0, 0.002, 0.004, -0.003, -0.001, 0.0, 0.001, 0.003)
+
+
+def _offsets(n: int, spread: float = 0.004) -> np.ndarray:
+    return np.array(SEED_OFFSET[:n]) * spread / 0.004
 
 
 def _config(sweep: str, family: str, seed: int, **kw) -> dict:
@@ -181,6 +195,33 @@ def build_expressivity(root: Path, dataset: str = "fmnist", gap: float = 0.03) -
     _meta(folder, name, n + 1, True, experiment="expressivity")
 
 
+def build_noisy_expressivity(
+    root: Path, n: int, gap: float, sd: float = 0.01, seed: int = 0, failed: tuple[int, ...] = ()
+) -> Path:
+    """Expressivity sweep with random noise and a known true effect, `n` seeds in both arms.
+
+    Seed s has accuracy 0.70 + 0.02 C + gap (IBNN) + u_s + e, with a seed effect u_s ~ N(0, sd)
+    shared by both arms and e ~ N(0, sd) per trial: the per-seed IBNN - SM differences are
+    symmetric about `gap`, the true effect. IBNN seeds in `failed` diverge (status "diverged",
+    accuracy 0.10 before failing).
+    """
+    name = f"expressivity_n{n}"
+    folder = root / name
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0.0, sd, n)
+    for c in (2, 3, 4, 6):
+        for family in ("sm", "ibnn"):
+            for s in range(n):
+                cfg = _config(name, family, s, C=c)
+                acc = 0.70 + 0.02 * c + (gap if family == "ibnn" else 0.0) + u[s]
+                acc += rng.normal(0.0, sd)
+                bad = family == "ibnn" and s in failed
+                rows = _trial_epochs(cfg, 0.10 if bad else acc, "diverged" if bad else "ok")
+                write_table(folder, "epochs", cfg["trial_id"], rows)
+    _meta(folder, name, 8 * n, True, experiment="expressivity")
+    return root
+
+
 def build_memorization(root: Path, running: bool = True) -> None:
     """A sweep still running: no finished time, 12 trials expected beyond those written."""
     folder = root / "memorization"
@@ -246,7 +287,7 @@ def build_robustness(root: Path) -> None:
 def build_transfer(root: Path) -> None:
     folder = root / "transfer"
     n = 0
-    for seed, off in zip(SM_SEEDS[:6], _offsets(6, 0.004), strict=True):
+    for seed, off in zip(SM_SEEDS[:6], np.linspace(-0.004, 0.004, 6), strict=True):
         cfg = _config("transfer", "sm", seed)
         write_table(folder, "epochs", cfg["trial_id"], _trial_epochs(cfg, 0.85 + off))
         ev = {k: cfg[k] for k in EVAL_SCHEMA.names if k in cfg}

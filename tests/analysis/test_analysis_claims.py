@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from analysis_synthetic import EXPECTED, FAST
 
-from analysis.claims import CLAIMS, VERDICTS, claims_table, verdict
+from analysis.claims import CLAIMS, TOO_FEW, VERDICTS, claims_table, verdict
 from analysis.report import compute_report
 
 
@@ -19,8 +19,8 @@ from analysis.report import compute_report
         (-0.3, -0.1, (10, 5), None, "not supported"),
         (-0.3, 0.0, (10, 5), None, "not supported"),
         (-0.1, 0.3, (10, 5), None, "inconclusive"),
-        (0.1, 0.3, (10, 1), None, "inconclusive"),
-        (math.nan, math.nan, (10, 5), None, "inconclusive"),
+        (0.1, 0.3, (10, 1), None, TOO_FEW),
+        (math.nan, math.nan, (10, 5), None, TOO_FEW),
         (-math.inf, -math.inf, (10, 5), None, "not supported"),
         (-0.005, 0.002, (6, 6), 0.01, "supported"),
         (-0.03, -0.02, (6, 6), 0.01, "not supported"),

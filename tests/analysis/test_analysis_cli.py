@@ -61,7 +61,14 @@ def test_page_is_self_contained_with_claims_first(dashboard):
     assert html.index("id='claims'") < html.index("id='sweeps'") < html.index('id="plot-fig2"')
     for claim in ("less training data", "robustness to Pixle", "faster learning", "transfer"):
         assert claim in html
-    assert "percentile-bootstrap" in html and "seed=0" in html
+    # the methods, the family-wise error and the new columns are on the page
+    for text in ("order-statistic", "Hodges-Lehmann", "Wilcoxon", "Mann-Whitney", "seed=0"):
+        assert text in html, text
+    assert "id='family-wise'" in html and "at least one false" in html
+    for text in ("Holm-adjusted p", "failed trials at chance accuracy", "seeds per arm for"):
+        assert text in html, text
+    # the diverged IBNN trial of the expressivity sweep is counted in the sensitivity column
+    assert "(1 failed trials counted)" in html
     # partial results: the running sweep and the failed trial are reported
     assert "12 of 57 expected trials not written" in html
     assert "failed trials left out of the statistics" in html
