@@ -22,6 +22,8 @@ import pytest
 from ibnn.results import read_table
 from tests.sweeps.conftest import FAKE, REPO, kill_leftovers, python, ray_env
 
+pytestmark = pytest.mark.slow  # Ray sweeps end to end (seconds to a minute each)
+
 ARGS = ["--smoke", "--epochs", "4", "--trial-module", FAKE, "--max-failures", "2"]
 
 

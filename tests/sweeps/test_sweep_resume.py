@@ -10,12 +10,16 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from ibnn.results import read_table
 from ibnn.sweep.cli import parse_args
 from ibnn.sweep.plan import build_plan
 from ibnn.sweep.trainable import flatten_config
 from tests.sweeps.conftest import FAKE, REPO, kill_leftovers, load_script, python, ray_env
 from tests.sweeps.fake_trial import Trial, TrialConfig
+
+pytestmark = pytest.mark.slow  # Ray sweeps end to end (seconds to a minute each)
 
 ARGS = ["--smoke", "--epochs", "4", "--seeds", "2", "--trial-module", FAKE, "--name", "df"]
 EPOCHS_PER_TRIAL = 5  # one warm-up and four main epochs

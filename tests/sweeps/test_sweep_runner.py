@@ -8,6 +8,7 @@ import json
 import math
 
 import optuna
+import pytest
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
@@ -15,6 +16,8 @@ from ibnn.sweep.cli import parse_args
 from ibnn.sweep.plan import build_plan
 from ibnn.sweep.trainable import flatten_config, trial_id
 from tests.sweeps.conftest import FAKE, load_script
+
+pytestmark = pytest.mark.slow  # Ray sweeps end to end (seconds to a minute each)
 
 FAKE_ARGS = ["--smoke", "--trial-module", FAKE]
 FAULTY_ARGS = ["--smoke", "--trial-module", "tests.sweeps.faulty_trial"]

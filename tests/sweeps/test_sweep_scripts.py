@@ -10,6 +10,8 @@ from ibnn.results import read_table
 from ibnn.sweep import runner
 from tests.sweeps.conftest import SCRIPTS, load_script
 
+pytestmark = pytest.mark.slow  # Ray sweeps end to end (seconds to a minute each)
+
 # Cheap IBNN settings (a few solver iterations per step): a small positive lam for the
 # replication scripts; for the search, a sampler seed whose first draw is a small lam with a
 # global w (any seed works, some are just slower on a CPU).

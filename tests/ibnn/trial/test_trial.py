@@ -353,6 +353,7 @@ def fmnist_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp("fmnist"))
 
 
+@pytest.mark.slow
 def test_real_fmnist_sm_reaches_75_percent_on_the_full_test_set(fmnist_root):
     """UCN(1,3) SM on 2,000 real training images, tested on all 10,000 test images.
 
@@ -369,6 +370,7 @@ def test_real_fmnist_sm_reaches_75_percent_on_the_full_test_set(fmnist_root):
     assert res.evals[0]["attack"] == "clean" and res.evals[0]["n"] == 1000
 
 
+@pytest.mark.slow
 def test_real_fmnist_ibnn_trial_reports_solver_statistics(fmnist_root):
     """IBNN (lam = 0.04) on the same 2,000 real images: 2 SM warm-up epochs, 1 IBNN epoch.
 
