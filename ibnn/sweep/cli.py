@@ -146,7 +146,12 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         "--seeds",
         type=_positive_int("--seeds"),
         default=None,
-        help=f"seeds per SM configuration (default: {spec.seeds}; --smoke: 1)",
+        help=(
+            f"seeds per SM configuration (default: {spec.seeds}; --smoke: 1). A verdict needs "
+            "at least 5 seeds run by both arms; detecting a 1-point effect with 80%% power "
+            "needs about 6.5 (sd / 1 point)^2 seeds per arm, sd being the seed-to-seed SD of "
+            "the IBNN - SM difference (the claims table estimates it; docs/statistics.md)"
+        ),
     )
     g.add_argument(
         "--ibnn-seeds",

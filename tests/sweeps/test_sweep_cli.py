@@ -255,3 +255,11 @@ def test_default_gpu_share_is_a_quarter_card_when_the_cluster_has_gpus(monkeypat
     assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")
     args = parse_args(spec, ["--gpus-per-trial", "0"])
     assert runner._resources(args) == ({"cpu": 1.0}, "cpu")
+
+
+def test_seeds_help_states_what_a_verdict_and_a_1_point_effect_need():
+    from ibnn.sweep.cli import build_parser
+
+    spec = load_script("expressivity").SPEC
+    text = " ".join(build_parser(spec).format_help().split())
+    assert "at least 5 seeds run by both arms" in text and "80% power" in text
