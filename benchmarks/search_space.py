@@ -7,9 +7,10 @@ For two starting points, an untrained UCN(1,3) and the same model after a short 
 real Fashion-MNIST (the paper's surrogate warm-up), times one SGD step (forward, backward,
 update, batch 128) of SM and of the IBNN holding the same weights (``to_ibnn``), interleaved
 step by step so that both see the same machine load, and prints per setting the median
-IBNN/SM ratio, the solver's Newton steps, CG iterations (forward total and backward) and the
-largest forward residual against the layer's tolerance, and ``|fast-exact|``: the largest
-difference between the layer's fixed point and one solved in float64 to 1e-10 with the
+IBNN/SM ratio, the solver's Newton steps, CG iterations (forward total and backward), the
+largest forward residual against the layer's tolerance, whether every row converged (to that
+tolerance or to its rounding floor, see ``FixedPointProblem.row_tol``), and ``|fast-exact|``:
+the largest difference between the layer's fixed point and one solved in float64 to 1e-10 with the
 reference cross term (O(D^2) sums for global w, the window sums for a window), on 16 images.
 
 The settings cover lam in {0.04, -0.3, -1, -3, -10}, p in {5, 10, 20}, w_extent in
@@ -105,7 +106,7 @@ def side_by_side(sm, ibnn, x, y, repeats: int) -> tuple[float, float, dict]:
     opts = [torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m in (sm, ibnn)]
     times: list[list[float]] = [[], []]
     for _ in range(repeats + 1):
-        for i, (model, opt) in enumerate(zip((sm, ibnn), opts)):
+        for i, (model, opt) in enumerate(zip((sm, ibnn), opts, strict=True)):
             times[i].append(sgd_step(model, opt, x, y))
     stats = solver_stats(ibnn)
     return float(np.median(times[0][1:])), float(np.median(times[1][1:])), stats
@@ -166,14 +167,15 @@ def main() -> None:
     )
     head = (
         f"{'start':<10}{'lam p w lam':<22}{'SM ms':>8}{'IBNN ms':>9}{'x SM':>7}{'newton':>7}"
-        f"{'cg':>5}{'bwd cg':>7}{'residual':>10}{'tol':>9}{'|fast-exact|':>13}"
+        f"{'cg':>5}{'bwd cg':>7}{'residual':>10}{'tol':>9}{'conv':>6}{'|fast-exact|':>13}"
     )
     print(head)
     ratios: dict[str, list[float]] = {"global": [], "3": [], "5": [], "7": []}
     for start, sm_model in (("untrained", untrained), (f"warm {args.warm_steps}", warm)):
         for s in settings:
             sm = copy.deepcopy(sm_model)
-            ibnn = to_ibnn(sm_model, lam=s.lam, p=s.p, w_extent=s.w_extent, lam_trainable=s.trainable)
+            kwargs = dict(w_extent=s.w_extent, lam_trainable=s.trainable)
+            ibnn = to_ibnn(sm_model, lam=s.lam, p=s.p, **kwargs)
             t_sm, t_ib, st = side_by_side(sm, ibnn, x, y, repeats)
             gap = exact_gap(ibnn, x[:16])
             tol = next(m for m in ibnn.modules() if isinstance(m, IBNNConv2d)).last_stats.tol
@@ -181,7 +183,8 @@ def main() -> None:
             print(
                 f"{start:<10}{s.label:<22}{t_sm * 1e3:>8.2f}{t_ib * 1e3:>9.1f}{t_ib / t_sm:>7.1f}"
                 f"{st['iters']:>7}{st['inner_iters']:>5}{st['backward_iters']:>7}"
-                f"{st['residual']:>10.1e}{tol:>9.0e}{gap:>13.1e}",
+                f"{st['residual']:>10.1e}{tol:>9.0e}{'yes' if st['converged'] else 'NO':>6}"
+                f"{gap:>13.1e}",
                 flush=True,
             )
     worst = ", ".join(f"{w} {max(r):.1f}x" for w, r in ratios.items() if r)

@@ -277,7 +277,7 @@ class WindowCoupling(PreciseCoupling):
             (R, D).
         """
         out = self._pad(pairs.sum(0).reshape(pairs.shape[1], -1))
-        for o, value in zip(self.offsets, pairs):
+        for o, value in zip(self.offsets, pairs, strict=True):
             self._at(out, *o).sub_(value)
         return self._at(out, 0, 0).reshape(pairs.shape[1], -1)
 
@@ -304,7 +304,7 @@ class WindowCoupling(PreciseCoupling):
             padded = self._pad(v)
             out = self._pad(-row_sum * v)
             centre = self._at(out, 0, 0)
-            for o, k_o in zip(offsets, k):
+            for o, k_o in zip(offsets, k, strict=True):
                 centre.addcmul_(k_o, self._at(padded, *o))  # K_{i,i+o} v_{i+o} at i
                 self._at(out, *o).addcmul_(k_o, v3)  # K_{i+o,i} v_i at i + o
             return centre.reshape(rows, -1)
@@ -317,10 +317,15 @@ class WindowCoupling(PreciseCoupling):
             if -lam * self.p < _SPECTRAL_STIFFNESS:
                 return None
             inverse = 1.0 / (1.0 - lam * scale[:, None, None] * symbol)
+            # Jacobi scaling around it: exact diagonal, spectral shape of the smooth modes
+            level = 1.0 - lam * scale[:, None] * (w * self.p * (self.extent**2 - 1))
+            half = (level / (1.0 + lam * (-row_sum))).sqrt()
 
             def apply(r: Tensor) -> Tensor:
-                spectrum = torch.fft.rfft2(r.reshape(-1, self.height, self.width)) * inverse
-                return torch.fft.irfft2(spectrum, s=(self.height, self.width)).reshape(r.shape)
+                maps = (half * r).reshape(-1, self.height, self.width)
+                spectrum = torch.fft.rfft2(maps) * inverse
+                out = torch.fft.irfft2(spectrum, s=(self.height, self.width)).reshape(r.shape)
+                return half * out
 
             return apply
 

@@ -9,10 +9,11 @@ Solvers:
 - ``"newton"`` (default): Newton's method on F(z) = z - y + lam B(z). Each step solves
   (I + lam dB/dz) d = -F with preconditioned CG (the matrix is symmetric positive
   definite for lam < 1/(2p); Jacobi, or the coupling's own preconditioner, see
-  :meth:`ibnn.nn.coupling.Linearization.preconditioner`) and backtracks per row on ||F||_2 (the Newton direction is a
-  descent direction of ||F||^2), so it converges across lam in [-10, 1/(2p)). A row whose
-  line search finds no decrease, or that stops halving its residual within 10x of its
-  rounding floor, stops there (reported as not converged if still above its tolerance).
+  :meth:`ibnn.nn.coupling.Linearization.preconditioner`) and backtracks per row on ||F||_2
+  (the Newton direction is a descent direction of ||F||^2), so it converges across lam in
+  [-10, 1/(2p)). A row whose line search finds no decrease, or that stops halving its
+  residual within 10x of its rounding floor, stops there (reported as not converged if still
+  above its tolerance).
 - ``"descent"``: the energy descent of Eq. (12), z <- z - tau F(z) with the fixed step
   tau = 1 / (1 + 2 p max(0, -lam)) that makes the energy of Eq. (5) non-increasing.
 - ``"picard"``: plain fixed-point iteration z <- y - lam B(z); contracts only for |lam| < 1/(2p).
@@ -201,20 +202,14 @@ def newton(
     """
     lam, y = problem.lam, problem.y
     z = z0
+    inner = 0
+    if lam < 0:  # compare the two starts by their residuals, linearise only the chosen one
+        z_lin, inner = linear_start(problem)
+        f0 = problem.residual(z0, problem.coupling.cross(z0)).norm(dim=-1)
+        f_l = problem.residual(z_lin, problem.coupling.cross(z_lin)).norm(dim=-1)
+        z = torch.where((f_l < f0)[:, None], z_lin, z0)
     lin = problem.coupling.linearize(z)
     f = problem.residual(z, lin.B)
-    inner = 0
-    if lam < 0:
-        z_lin, inner = linear_start(problem)
-        lin_l = problem.coupling.linearize(z_lin)
-        f_l = problem.residual(z_lin, lin_l.B)
-        take = (f_l.norm(dim=-1) < f.norm(dim=-1))[:, None]
-        if bool(take.all()):
-            z, lin, f = z_lin, lin_l, f_l
-        elif bool(take.any()):
-            z = torch.where(take, z_lin, z)
-            lin = problem.coupling.linearize(z)
-            f = problem.residual(z, lin.B)
     res = _max_abs(f)
     stalled = torch.zeros_like(res, dtype=torch.bool)
     previous = torch.full_like(res, float("inf"))

@@ -14,9 +14,10 @@ from ibnn import IBNNConv2d, IBNNLinear
         dict(lam=-2.0, w_extent=None),  # 5 x 5 maps: exact dense cross term
         dict(lam=0.04, w_extent=None),
         dict(lam=-0.5, w_extent=3),
+        dict(lam=-3.0, w_extent=5),  # -lam p = 15: the spectral preconditioner
         dict(lam=-1.0, w_extent=None, lite=True),
     ],
-    ids=["dense-neg", "dense-pos", "window", "lite"],
+    ids=["dense-neg", "dense-pos", "window", "window-stiff", "lite"],
 )
 def test_conv_gradients_match_finite_differences(kwargs):
     torch.manual_seed(0)
