@@ -266,7 +266,20 @@ class WindowCoupling(PreciseCoupling):
         """(n_offsets, R, H, W): z_{i+o} - z_i for every unit i and half-window offset o."""
         padded = self._pad(z)
         z3 = z.reshape(-1, self.height, self.width)
-        return torch.stack([self._at(padded, *o) for o in self.offsets]) - z3
+        return torch.stack([self._at(padded, *o) for o in self.offsets]).sub_(z3)
+
+    def _symmetric_sum(self, pairs: Tensor) -> Tensor:
+        """sum_o pairs_o(i) + pairs_o(i - o): each pair value added at both of its units.
+
+        Args:
+            pairs: (n_offsets, R, H, W), zero where i + o lies outside the image.
+        Returns:
+            (R, D).
+        """
+        out = self._pad(pairs.sum(0).reshape(pairs.shape[1], -1))
+        for o, value in zip(self.offsets, pairs, strict=True):
+            self._at(out, *o).add_(value)
+        return self._at(out, 0, 0).reshape(pairs.shape[1], -1)
 
     def _antisymmetric_sum(self, pairs: Tensor) -> Tensor:
         """sum_o pairs_o(i) - pairs_o(i - o): each pair value added at i, subtracted at i + o.
@@ -292,10 +305,11 @@ class WindowCoupling(PreciseCoupling):
 
     def _linearize(self, z: Tensor) -> Linearization:
         w = 1.0 / self.extent**2
-        t = torch.tanh(self.p * self._pair_diffs(z)).mul_(self.masks(z))
+        masks = self.masks(z)
+        t = self._pair_diffs(self.p * z).tanh_().mul_(masks)
         B = self._antisymmetric_sum(t) * w
-        k = t.square_().neg_().add_(1.0).mul_(self.masks(z) * (w * self.p))  # K_{i,i+o}
-        row_sum = self._antisymmetric_sum(-k) + 2.0 * k.sum(0).reshape(B.shape)
+        k = torch.addcmul(masks, t, t, value=-1.0).mul_(w * self.p)  # K_{i,i+o}, 0 outside
+        row_sum = self._symmetric_sum(k)
         offsets = self.offsets
 
         def matvec(v: Tensor) -> Tensor:
