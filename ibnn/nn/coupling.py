@@ -208,9 +208,10 @@ class WindowCoupling(PreciseCoupling):
     Preconditioner: for stiff lam (-lam p >= 4) Jacobi leaves CG with the smooth modes of a
     graph Laplacian (iterations growing with |lam| p). There the linearization offers the
     inverse of I - lam s L, with L the window Laplacian at K = p / k^2 on the periodic map and s
-    the row's mean sech^2, applied by rfft2 per row: an SPD approximation that is close where
-    the stiff solution has pulled neighbours within 1/p of each other (s near 1). CG's
-    stopping test is on the true residual, so the preconditioner changes speed, not accuracy.
+    the row's mean sech^2, applied by rfft2 per row between two Jacobi scalings: an SPD
+    approximation that is close where the stiff solution has pulled neighbours within 1/p of
+    each other (s near 1). CG's stopping test is on the true residual, so the preconditioner
+    changes speed, not accuracy.
 
     Precision: the sums run in ``dtype`` (None: z's own). In float32 B is off by ~1e-7 (sums
     of at most k^2 terms of size 1/k^2), below the solver's rounding floor for every lam
@@ -240,7 +241,7 @@ class WindowCoupling(PreciseCoupling):
         self.offsets = [
             (dy, dx) for dy in range(r + 1) for dx in range(-r, r + 1) if dy > 0 or dx > 0
         ]
-        self._mask_cache: dict[tuple, Tensor] = {}
+        self._cache: dict[tuple, Tensor] = {}
 
     # -- shifted views ---------------------------------------------------------------------
     def _pad(self, v: Tensor) -> Tensor:
@@ -256,11 +257,11 @@ class WindowCoupling(PreciseCoupling):
     def masks(self, like: Tensor) -> Tensor:
         """(n_offsets, 1, H, W): 1 where unit i + o lies inside the image, else 0."""
         key = (like.device, like.dtype)
-        if key not in self._mask_cache:
+        if key not in self._cache:
             ones = like.new_ones(1, self.height * self.width)
             padded = self._pad(ones)
-            self._mask_cache[key] = torch.stack([self._at(padded, *o) for o in self.offsets])
-        return self._mask_cache[key]
+            self._cache[key] = torch.stack([self._at(padded, *o) for o in self.offsets])
+        return self._cache[key]
 
     def _pair_diffs(self, z: Tensor) -> Tensor:
         """(n_offsets, R, H, W): z_{i+o} - z_i for every unit i and half-window offset o."""
@@ -323,7 +324,7 @@ class WindowCoupling(PreciseCoupling):
                 self._at(out, *o).addcmul_(k_o, v3)  # K_{i+o,i} v_i at i + o
             return centre.reshape(rows, -1)
 
-        pairs = 2.0 * float(self.masks(z).sum())  # ordered pairs (i, k != i) inside the image
+        pairs = 2.0 * masks.sum()  # ordered pairs (i, k != i) inside the image
         scale = row_sum.sum(1) / (pairs * w * self.p)  # (R,) mean sech^2 over the row's pairs
         symbol = self._laplacian_symbol(z)
 
@@ -349,7 +350,7 @@ class WindowCoupling(PreciseCoupling):
         """(H, W // 2 + 1) eigenvalues of the periodic window Laplacian with K = p / k^2:
         p / k^2 sum_{o != 0} (1 - cos(theta . o)) at the rfft2 frequencies theta."""
         key = ("symbol", like.device, like.dtype)
-        if key not in self._mask_cache:
+        if key not in self._cache:
             fy = torch.fft.fftfreq(self.height, device=like.device, dtype=torch.float64)
             fx = torch.fft.rfftfreq(self.width, device=like.device, dtype=torch.float64)
             r = self.extent // 2
@@ -357,5 +358,5 @@ class WindowCoupling(PreciseCoupling):
             for dy in range(-r, r + 1):
                 for dx in range(-r, r + 1):
                     total += 1.0 - torch.cos(2.0 * math.pi * (fy[:, None] * dy + fx[None, :] * dx))
-            self._mask_cache[key] = (total * self.p / self.extent**2).to(like.dtype)
-        return self._mask_cache[key]
+            self._cache[key] = (total * self.p / self.extent**2).to(like.dtype)
+        return self._cache[key]
