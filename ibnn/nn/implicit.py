@@ -66,7 +66,7 @@ def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: 
         return v + lam * lin.matvec(v)
 
     report: dict = {}
-    u, steps = cg(h, g_safe, 1.0 / (1.0 + lam * lin.diag), rtol, 0.0, 500, report)
+    u, steps = cg(h, g_safe, lin.preconditioner(lam), rtol, 0.0, 500, report)
     rel = report["relative_residual"]
     if not bool(finite.all()):
         u = torch.where(finite[:, None], u, torch.full_like(u, float("nan")))

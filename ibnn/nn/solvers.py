@@ -7,11 +7,13 @@ max-norm residual ||z - y + lam B(z)||_inf <= tol; rows that do not converge are
 
 Solvers:
 - ``"newton"`` (default): Newton's method on F(z) = z - y + lam B(z). Each step solves
-  (I + lam dB/dz) d = -F with Jacobi-preconditioned CG (the matrix is symmetric positive
-  definite for lam < 1/(2p)) and backtracks per row on ||F||_2 (the Newton direction is a
-  descent direction of ||F||^2), so it converges across lam in [-10, 1/(2p)). A row whose
-  line search finds no decrease, or that stops halving its residual within 10x of its
-  rounding floor, stops there (reported as not converged if still above its tolerance).
+  (I + lam dB/dz) d = -F with preconditioned CG (the matrix is symmetric positive
+  definite for lam < 1/(2p); Jacobi, or the coupling's own preconditioner, see
+  :meth:`ibnn.nn.coupling.Linearization.preconditioner`) and backtracks per row on ||F||_2
+  (the Newton direction is a descent direction of ||F||^2), so it converges across lam in
+  [-10, 1/(2p)). A row whose line search finds no decrease, or that stops halving its
+  residual within 10x of its rounding floor, stops there (reported as not converged if still
+  above its tolerance).
 - ``"descent"``: the energy descent of Eq. (12), z <- z - tau F(z) with the fixed step
   tau = 1 / (1 + 2 p max(0, -lam)) that makes the energy of Eq. (5) non-increasing.
 - ``"picard"``: plain fixed-point iteration z <- y - lam B(z); contracts only for |lam| < 1/(2p).
@@ -98,7 +100,7 @@ class SolveInfo:
 def cg(
     matvec: Callable[[Tensor], Tensor],
     b: Tensor,
-    precond: Tensor,
+    precond: Tensor | Callable[[Tensor], Tensor],
     rtol: Tensor | float,
     atol: float,
     max_iter: int,
@@ -109,7 +111,8 @@ def cg(
     Args:
         matvec: v (R, D) -> A v (R, D), A symmetric positive definite per row.
         b: (R, D) right-hand sides.
-        precond: (R, D) inverse of the diagonal preconditioner.
+        precond: r -> M^-1 r for an SPD preconditioner M acting row by row, or an (R, D)
+            tensor: the inverse of a diagonal M.
         rtol: relative tolerance on ||r||_2 per row, scalar or (R,).
         atol: absolute floor on ||r||_2.
         max_iter: cap on iterations.
@@ -119,9 +122,10 @@ def cg(
     Returns:
         x: (R, D) approximate solution; the number of matvecs performed.
     """
+    apply = precond if callable(precond) else precond.__mul__
     x = torch.zeros_like(b)
     r = b.clone()
-    s = precond * r
+    s = apply(r)
     direction = s.clone()
     rs = (r * s).sum(-1)
     target = torch.clamp(rtol * b.norm(dim=-1), min=atol)
@@ -136,7 +140,7 @@ def cg(
         alpha = torch.where(done | (curv <= 0), 0.0, rs / curv.clamp_min(tiny))
         x = x + alpha[:, None] * direction
         r = r - alpha[:, None] * a_dir
-        s = precond * r
+        s = apply(r)
         rs_new = (r * s).sum(-1)
         beta = torch.where(done, 0.0, rs_new / rs.clamp_min(tiny))
         direction = s + beta[:, None] * direction
@@ -178,7 +182,7 @@ def linear_start(problem: FixedPointProblem) -> tuple[Tensor, int]:
     return cg(
         lambda v: v + problem.lam * lin0.matvec(v),
         problem.y,
-        1.0 / (1.0 + problem.lam * lin0.diag),
+        lin0.preconditioner(problem.lam),
         rtol=1e-3,
         atol=0.0,
         max_iter=50,
@@ -198,20 +202,14 @@ def newton(
     """
     lam, y = problem.lam, problem.y
     z = z0
+    inner = 0
+    if lam < 0:  # compare the two starts by their residuals, linearise only the chosen one
+        z_lin, inner = linear_start(problem)
+        f0 = problem.residual(z0, problem.coupling.cross(z0)).norm(dim=-1)
+        f_l = problem.residual(z_lin, problem.coupling.cross(z_lin)).norm(dim=-1)
+        z = torch.where((f_l < f0)[:, None], z_lin, z0)
     lin = problem.coupling.linearize(z)
     f = problem.residual(z, lin.B)
-    inner = 0
-    if lam < 0:
-        z_lin, inner = linear_start(problem)
-        lin_l = problem.coupling.linearize(z_lin)
-        f_l = problem.residual(z_lin, lin_l.B)
-        take = (f_l.norm(dim=-1) < f.norm(dim=-1))[:, None]
-        if bool(take.all()):
-            z, lin, f = z_lin, lin_l, f_l
-        elif bool(take.any()):
-            z = torch.where(take, z_lin, z)
-            lin = problem.coupling.linearize(z)
-            f = problem.residual(z, lin.B)
     res = _max_abs(f)
     stalled = torch.zeros_like(res, dtype=torch.bool)
     previous = torch.full_like(res, float("inf"))
@@ -225,7 +223,7 @@ def newton(
             break
         fnorm = f.norm(dim=-1)
         rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
-        precond = 1.0 / (1.0 + lam * lin.diag)
+        precond = lin.preconditioner(lam)
         forcing = torch.clamp(fnorm, max=1e-3)  # tight early: saves Newton steps
         step, n = cg(
             lambda v, lin=lin: v + lam * lin.matvec(v),

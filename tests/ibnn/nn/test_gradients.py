@@ -33,6 +33,21 @@ def test_conv_gradients_match_finite_differences(kwargs):
     assert torch.autograd.gradcheck(g, tuple(params), eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
+def test_stiff_window_gradients_match_finite_differences():
+    """lam = -3, p = 5 (-lam p = 15): forward and backward CG use the spectral preconditioner.
+    Gradients in the input and in a trainable lam (the weights are covered above)."""
+    torch.manual_seed(4)
+    layer = IBNNConv2d(1, 2, 3, p=5.0, lam=-3.0, w_extent=5, lam_trainable=True).double()
+    x = torch.rand(1, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+
+    def g(inp, lam_raw):
+        return torch.func.functional_call(layer, {"neuron.lam_raw": lam_raw}, (inp,))
+
+    params = (x, layer.neuron.lam_raw)
+    assert torch.autograd.gradcheck(g, params, eps=1e-6, atol=1e-6, rtol=1e-5)
+    assert layer.neuron.coupling(25, (5, 5)).linearize(x[0, :1].reshape(1, 25)).smoother(-3.0)
+
+
 def test_linear_gradients_match_finite_differences():
     torch.manual_seed(1)
     layer = IBNNLinear(4, 6, lam=-3.0, p=10.0, lam_trainable=True).double()
