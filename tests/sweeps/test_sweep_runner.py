@@ -70,7 +70,7 @@ def test_a_failing_trial_is_retried_from_its_checkpoint_without_duplicate_rows(
         # Epochs 1..3 ran after one checkpoint load (fake: wall_s counts loads), not from scratch.
         assert got["wall_s"].tolist() == [0.0, 1.0, 1.0, 1.0]
     meta = json.loads((tmp_path / sweep / "sweep.json").read_text())
-    assert meta["counts"] == {"ok": n_trials, "failed": 0, "total": n_trials}
+    assert meta["counts"] == {"ok": n_trials, "pruned": 0, "failed": 0, "total": n_trials}
     assert meta["trial_status"] == {"ok": n_trials} and meta["finished"]
 
 
@@ -88,9 +88,9 @@ def test_search_then_replication_from_the_best_search_trial(ray_session, tmp_pat
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
     assert math.isclose(study.best_value, trials["objective"].max())
-    assert {"p", "lam_sign", "w_extent", "lam_trainable"} <= set(study.best_trial.params)
+    assert {"p", "lam", "lam_sign", "w_extent", "lam_trainable"} <= set(study.best_trial.params)
     best = configs[int(trials["objective"].idxmax())]
-    assert math.isclose(study.best_trial.user_attrs["lam"], best["lam"])
+    assert math.isclose(study.best_trial.params["lam"], best["lam"])
 
     spec = load_script("expressivity").SPEC
     argv = [*FAKE_ARGS, "--from-search", str(tmp_path / "search_fmnist"), "--storage", storage]
@@ -120,5 +120,5 @@ def test_a_trial_failing_on_every_retry_is_recorded_as_error(ray_session, tmp_pa
     assert trials["status"].tolist() == ["error"] and trials["epochs_done"].tolist() == [1]
     assert "InjectedFailure" in trials["error"].iloc[0]
     meta = json.loads((tmp_path / "transfer_fmnist" / "sweep.json").read_text())
-    assert meta["counts"] == {"ok": 0, "failed": 1, "total": 1}
+    assert meta["counts"] == {"ok": 0, "pruned": 0, "failed": 1, "total": 1}
     assert meta["trial_status"] == {"error": 1} and meta["status"] == "finished"
