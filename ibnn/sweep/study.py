@@ -10,7 +10,10 @@ storage after a restore. What a driver SIGKILL leaves behind is handled here:
   keeps its first result: later reports and tells for it are ignored;
 - an Optuna trial asked after Tune's last snapshot (an *orphan*: RUNNING, and no Tune trial of
   the restored state refers to it) is handed out again, with the same parameters, before any new
-  one is asked, so the study ends with exactly the requested number of trials and none RUNNING.
+  one is asked;
+- trials that ended after that snapshot count against the budget: no new trial is asked once the
+  study holds the requested number. So the study ends with exactly that many trials, none
+  RUNNING.
 
 Storage (``--study-storage``): an SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``,
 ``mysql://...``) is an RDB storage; anything else is a path to an Optuna journal file (for a
@@ -108,7 +111,12 @@ def check_space_restriction(space: Space, fixed: Mapping[str, Any], draws: int =
     Raises:
         ValueError: naming the parameter, the value and the valid names or choices.
     """
-    study = optuna.create_study(sampler=_pin(fixed, optuna.samplers.RandomSampler(seed=0)))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created in memory" line
+    try:
+        study = optuna.create_study(sampler=_pin(fixed, optuna.samplers.RandomSampler(seed=0)))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     seen: dict[str, optuna.distributions.BaseDistribution] = {}
     for _ in range(draws):
         trial = study.ask()
@@ -211,11 +219,15 @@ class StudySearcher(Searcher):
         running = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         return [t for t in running if t.number not in held]
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         study = self.study
         orphans = self.orphans()
         if orphans:  # asked after Tune's last snapshot: run it again, same parameters
             trial = optuna.Trial(study, orphans[0]._trial_id)
+        elif len(study.get_trials(deepcopy=False)) >= self.trials:
+            # The budget is spent: trials that ended after Tune's last snapshot are in the study
+            # (and in the Parquet tables) though the restored Tune state does not know them.
+            return Searcher.FINISHED
         else:
             trial = study.ask()
         trial.set_user_attr("tune_trial_id", trial_id)
@@ -229,7 +241,10 @@ class StudySearcher(Searcher):
         _, internal = self.given[trial_id]
         trial = optuna.Trial(self.study, internal)
         try:
-            trial.report(float(result[self.metric]), int(result.get("training_iteration", 0)))
+            with warnings.catch_warnings():
+                # A re-run epoch's step is already reported: Optuna keeps the first value.
+                warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)
+                trial.report(float(result[self.metric]), int(result.get("training_iteration", 0)))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # a trial Tune re-runs from an older checkpoint: its first result stands
 
