@@ -32,7 +32,8 @@ def result(value, status="ok", step=2):
 
 def test_a_restored_searcher_reruns_orphans_and_keeps_finished_results(tmp_path):
     live = searcher(tmp_path)
-    a, b = live.suggest("a"), live.suggest("b")
+    a = live.suggest("a")
+    live.suggest("b")
     live.on_trial_result("a", result(0.6, "running", 1))
     snapshot = pickle.dumps(live)  # what Tune saved: a and b handed out, nothing finished
     state = live.get_state()
@@ -96,5 +97,6 @@ def test_space_restriction_pins_values_and_refuses_bad_ones():
         check_space_restriction(SPACE, {"width": 3})
     with pytest.raises(ValueError, match="--space w_extent=4: '4' not in"):
         check_space_restriction(SPACE, {"w_extent": 4})
-    with pytest.raises(ValueError, match="lam_magnitude=50.0: Fixed parameter 'lam_magnitude' with value 50.0 is out of range"):
+    bad = "lam_magnitude=50.0: Fixed parameter 'lam_magnitude' with value 50.0 is out of range"
+    with pytest.raises(ValueError, match=bad):
         check_space_restriction(SPACE, {"lam_sign": "negative", "lam_magnitude": 50.0})
