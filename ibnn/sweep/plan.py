@@ -7,11 +7,11 @@ combination is refused with the trial named, and each trial gets its determinist
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ibnn.results import Storage
 from ibnn.sweep.cli import DEFAULT_NEURON, SweepArgs
 from ibnn.sweep.meta import fingerprint, load_search_choice
 from ibnn.sweep.spec import NEURON_KEYS, SMOKE, SweepContext, SweepSpec, expand_grid
@@ -148,14 +148,17 @@ def _study_storage(spec: SweepSpec, args: SweepArgs) -> str:
         except (ValueError, ImportError) as err:
             raise PlanError(f"--study-storage: {err}") from None
         return args.study_storage
-    st = Storage(args.storage)
-    if not st.is_local:
+    root = args.storage
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    if "://" in root:  # object storage (s3://, gs://, ...): decided by the URI, nothing contacted
         raise PlanError(
             f"a search on object storage ({args.storage}) needs --study-storage: a "
             f"postgresql://user:pass@host/db URL that every node can reach, or an Optuna journal "
             f"file on a shared file system (a SQLite file on one driver would be lost with it)"
         )
-    return f"sqlite:///{st.path(args.name, STUDY_FILE)}"
+    folder = os.path.abspath(os.path.expanduser(root))
+    return f"sqlite:///{os.path.join(folder, args.name, STUDY_FILE)}"
 
 
 def _grid(spec, args, axes, neuron, check) -> tuple[list[dict[str, Any]], list[str]]:

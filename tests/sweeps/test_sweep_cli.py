@@ -255,3 +255,51 @@ def test_default_gpu_share_is_a_quarter_card_when_the_cluster_has_gpus(monkeypat
     assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")
     args = parse_args(spec, ["--gpus-per-trial", "0"])
     assert runner._resources(args) == ({"cpu": 1.0}, "cpu")
+
+
+def test_set_and_axis_override_the_plan():
+    spec = load_script("expressivity").SPEC
+    base = build_plan(spec, parse_args(spec, ["--smoke", "--trial-module", FAKE]))
+    argv = ["--smoke", "--set", "lr_peak=0.02", "--axis", "C=3", "--trial-module", FAKE]
+    plan = build_plan(spec, parse_args(spec, argv))
+    assert plan.constants["lr_peak"] == 0.02 and {v["C"] for v in plan.variants} == {3}
+    assert set(plan.trial_ids).isdisjoint(base.trial_ids)  # other trials, other ids
+    assert plan.fingerprint != base.fingerprint  # a resume with other overrides is refused
+    memo = load_script("memorization").SPEC
+    plan = build_plan(memo, parse_args(memo, ["--axis", "label_noise=0,0.4"]))
+    assert sorted({v["label_noise"] for v in plan.variants}) == [0, 0.4]
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "message"),
+    [
+        ("expressivity", ["--set", "lr_peak"], "--set must be KEY=VALUE, got 'lr_peak'"),
+        ("expressivity", ["--set", "widht=3"], "--set widht: not a field of TrialConfig"),
+        ("expressivity", ["--set", "lr_peak=-1"], "TrialConfig.lr_peak=-1 is invalid"),
+        ("expressivity", ["--set", "lam=0.01"], "varies 'lam'; use --lam/--p/--w-extent"),
+        ("expressivity", ["--set", "C=2"], "this sweep varies 'C'; use --axis instead"),
+        ("expressivity", ["--axis", "C=1,1"], "--axis C lists a value twice"),
+        ("expressivity", ["--axis", "C=two"], "TrialConfig.C='two' is invalid"),
+        ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --families / --seeds"),
+        ("memorization", ["--axis", "label_noise=0,1.5"], "label_noise=1.5 is invalid"),
+        ("search", ["--set", "p=5"], "this sweep varies 'p'; use --space instead"),
+        ("search", ["--space", "w_extent=4"], "--space w_extent=4: '4' not in"),
+        ("search", ["--space", "width=3"], "--space names ['width'], which the search space"),
+        ("search", ["--storage", "s3://b/x"], "a search on object storage (s3://b/x) needs"),
+        ("search", ["--study-storage", "redis://h/0"], "--study-storage: --study-storage must"),
+        ("search", ["--seeds", "1001"], "--seeds and --ibnn-seeds must be <= 1000"),
+    ],
+)
+def test_overrides_are_refused_with_the_rule(capsys, no_ray, tmp_path, name, argv, message):
+    storage = [] if "--storage" in argv else ["--storage", str(tmp_path)]
+    code, err = run_main(name, [*argv, *storage], capsys)
+    assert code == 2 and message in err, err
+
+
+def test_space_pins_a_search_parameter(tmp_path):
+    spec = load_script("search").SPEC
+    argv = ["--space", "w_extent=none", "--storage", str(tmp_path), "--trial-module", FAKE]
+    plan = build_plan(spec, parse_args(spec, argv))
+    assert plan.space_fixed == {"w_extent": None}
+    assert plan.spec_record["search"]["space_fixed"] == {"w_extent": None}
+    assert plan.study_storage == f"sqlite:///{tmp_path}/search_fmnist/optuna.db"
