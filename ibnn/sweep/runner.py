@@ -173,12 +173,13 @@ def _build_tuner(
     trainable: Any,
     settings: TrialSettings,
     device: str,
+    ray_dir: str = RAY_DIR,
 ) -> Any:
     from ray import tune
 
     from ibnn.sweep.progress import SweepProgress
 
-    experiment_path = storage.join_uri(plan.sweep, RAY_DIR)
+    experiment_path = storage.join_uri(plan.sweep, ray_dir)
     if mode == "restore":
         return tune.Tuner.restore(experiment_path, trainable=trainable, resume_errored=True)
     constants = {**plan.constants, "device": device}
@@ -208,7 +209,7 @@ def _build_tuner(
         trial_dirname_creator=TrialNamer(settings, folder=True),
     )
     run_config = tune.RunConfig(
-        name=RAY_DIR,
+        name=ray_dir,
         storage_path=storage.join_uri(plan.sweep),
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
@@ -233,6 +234,65 @@ def _refuse_existing_study(plan: SweepPlan) -> None:
             f"there is no Tune state to resume it with. Nothing was changed; choose another "
             f"--name, or delete it (optuna delete-study --study-name {plan.sweep} --storage ...)."
         )
+
+
+def _fit(tuner: Any, settings: TrialSettings, kind: str) -> None:
+    """Runs a Tuner and records in the trials table what only the driver knows: trials that
+    failed on every retry ("error") and trials the scheduler stopped ("pruned")."""
+    from ibnn.sweep.pruning import was_pruned
+
+    for result in tuner.fit():
+        if result.error is not None:
+            error = f"{type(result.error).__name__}: {str(result.error)[:2000]}"
+            mark_failed(settings, result.config, error)
+        elif kind == "search" and was_pruned(result.metrics):
+            mark_status(settings, result.config, PRUNED)  # its driver died before it was marked
+
+
+def _all_ended(storage: Storage, plan: SweepPlan, expected: int) -> bool:
+    status = _statuses(storage, plan.sweep)
+    return sum(status.values()) >= expected and not status.get(RUNNING)
+
+
+def _confirm(
+    spec: SweepSpec,
+    args: SweepArgs,
+    plan: SweepPlan,
+    storage: Storage,
+    meta: dict[str, Any],
+    trainable: Any,
+    settings: TrialSettings,
+    device: str,
+) -> int:
+    """Re-runs the search's best configurations on fresh seeds (``ibnn.sweep.confirm``) as a
+    grid in ``<sweep>/ray_confirm``; returns the number of confirmation trials."""
+    import dataclasses
+
+    from ibnn.sweep.confirm import CONFIRM_DIR, confirm_variants
+    from ibnn.sweep.meta import tune_state_exists
+
+    if "confirm" in meta:  # chosen once, when the search had ended; a resume keeps the choice
+        variants = meta["confirm"]["variants"]
+    else:
+        rows = read_table(storage, plan.sweep, "trials").to_pylist()
+        variants = confirm_variants(rows, args.confirm_top, args.confirm_seeds)
+        meta["confirm"] = {"top": args.confirm_top, "seeds": args.confirm_seeds}
+        meta["confirm"]["variants"] = variants
+        storage.write_json(f"{plan.sweep}/{SWEEP_JSON}", meta)
+    if not variants:
+        return 0
+    grid = dataclasses.replace(
+        plan, kind="grid", variants=tuple(variants), expected_trials=len(variants)
+    )
+    mode = "restore" if tune_state_exists(storage, plan.sweep, CONFIRM_DIR) else "fresh"
+    print(
+        f"Confirming the best {len(variants) // args.confirm_seeds} configurations of "
+        f"{plan.sweep!r} on {args.confirm_seeds} fresh seeds ({len(variants)} trials)",
+        flush=True,
+    )
+    tuner = _build_tuner(spec, args, grid, storage, mode, trainable, settings, device, CONFIRM_DIR)
+    _fit(tuner, settings, "grid")
+    return len(variants)
 
 
 def _statuses(storage: Storage, sweep: str) -> dict[str, int]:
@@ -304,15 +364,10 @@ def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage
         ) from None
     if plan.kind == "search" and mode != "restore":
         _refuse_existing_study(plan)
-    grid = tuner.fit()
-    from ibnn.sweep.pruning import was_pruned
-
-    for result in grid:
-        if result.error is not None:
-            error = f"{type(result.error).__name__}: {str(result.error)[:2000]}"
-            mark_failed(settings, result.config, error)
-        elif plan.kind == "search" and was_pruned(result.metrics):
-            mark_status(settings, result.config, PRUNED)  # its driver died before it was marked
+    _fit(tuner, settings, plan.kind)
+    expected = plan.expected_trials
+    if plan.kind == "search" and args.confirm_top > 0 and _all_ended(storage, plan, expected):
+        expected += _confirm(spec, args, plan, storage, meta, trainable, settings, device)
     # The trials table decides, not Tune's states (after Ctrl-C Tune reports stopped trials
     # as terminated): a sweep is finished when every trial has a final status.
     # counts: "ok" trials finished with status ok; "failed" ones ended as solver_failed,
@@ -321,15 +376,20 @@ def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage
     ok = status.get("ok", 0)
     pruned = status.get(PRUNED, 0)
     failed = sum(n for s, n in status.items() if s not in (OK, RUNNING, PRUNED))
-    done = ok + pruned + failed >= plan.expected_trials and not status.get(RUNNING)
+    done = ok + pruned + failed >= expected and not status.get(RUNNING)
+    if plan.kind == "search" and args.confirm_top > 0 and "confirm" not in meta:
+        done = False  # the search ended but its confirmation has not started
     meta.update(
         status="finished" if done else "interrupted",
         finished=now() if done else None,
-        counts={"ok": ok, "pruned": pruned, "failed": failed, "total": plan.expected_trials},
+        counts={"ok": ok, "failed": failed, "total": expected}
+        | ({"pruned": pruned} if plan.kind == "search" else {}),
         trial_status=status,
     )
     storage.write_json(f"{plan.sweep}/{SWEEP_JSON}", meta)
-    summary = f"{ok} ok, {pruned} pruned, {failed} failed of {plan.expected_trials} trials"
+    summary = f"{ok} ok, {failed} failed of {expected} trials"
+    if plan.kind == "search":
+        summary = f"{ok} ok, {pruned} pruned, {failed} failed of {expected} trials"
     if not done:
         print(
             f"Sweep {plan.sweep!r} interrupted: {summary}; continue it with the same "

@@ -32,6 +32,7 @@ __all__ = [
     "TrialSettings",
     "load_trial_api",
     "SEARCH_NUMBER",
+    "search_number",
     "make_trainable",
     "mark_failed",
     "mark_status",
@@ -131,13 +132,18 @@ class TrialNamer:
         return f"{name}_{trial.trial_id}" if self.folder else name
 
 
+def search_number(config: Mapping[str, Any]) -> int | None:
+    """The Optuna trial number a search or confirmation trial belongs to (None in a grid)."""
+    return {**config, **(config.get("variant") or {})}.get(SEARCH_NUMBER)
+
+
 def mark_status(
     settings: TrialSettings, config: Mapping[str, Any], status: str, error: str = ""
 ) -> None:
     """Records a trial's final status in the trials table from the driver (the trial's process
     is gone): "error" after its last retry, "pruned" when the scheduler stopped it."""
     tid, cfg_dict = resolve(config, settings)
-    writer = _Writer(settings, tid, cfg_dict, config.get(SEARCH_NUMBER))
+    writer = _Writer(settings, tid, cfg_dict, search_number(config))
     records = []
     if writer.has("epochs"):
         records = writer.st.read_trial(settings.sweep, "epochs", tid).to_pylist()
@@ -282,7 +288,7 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     cfg = config_cls.from_dict(flat)
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
-    writer = _Writer(settings, tid, cfg_dict, config.get(SEARCH_NUMBER))
+    writer = _Writer(settings, tid, cfg_dict, search_number(config))
     kept = writer.kept()
     if kept is not None:
         # Tune re-runs a trial that had ended after its last snapshot (the driver died): keep

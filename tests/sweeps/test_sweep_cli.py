@@ -116,53 +116,72 @@ def test_from_search_needs_a_finished_search(capsys, no_ray, tmp_path):
     assert code == 2 and "no sweep.json there" in err
 
 
-def fabricate_search(root, dataset, objectives):
-    """A finished search folder (sweep.json + trials table) without running one."""
+def fabricate_search(root, dataset, entries):
+    """A search folder (sweep.json + trials table) without running one; entries are
+    (configuration index, seed, objective, status)."""
     st = Storage(str(root))
     st.write_json("search_x/sweep.json", {"kind": "search", "experiment": "search"})
-    for i, (objective, status) in enumerate(objectives):
+    for c, seed, objective, status in entries:
         cfg = TrialConfig(
             dataset=dataset,
             family="ibnn",
-            lam=-0.1 * (i + 1),
+            seed=seed,
+            lam=-0.1 * (c + 1),
             p=10.0,
-            w_extent=3 if i % 2 else None,
-            lam_trainable=bool(i % 2),
+            w_extent=3 if c % 2 else None,
+            lam_trainable=bool(c % 2),
         ).to_dict()
         row = {
             "family": "ibnn",
             "dataset": dataset,
-            "seed": 0,
+            "seed": seed,
             "status": status,
             "epochs_done": 3,
             "objective": objective,
             "config_json": json.dumps(cfg),
             "updated": "now",
+            "search_number": c,
         }
-        st.write_rows("search_x", "trials", f"t{i}", [row], {"experiment": "search"})
+        st.write_rows("search_x", "trials", f"t{c}s{seed}", [row], {"experiment": "search"})
     return str(root / "search_x")
 
 
-def test_best_search_trial_is_the_best_ok_trial(tmp_path):
+def test_from_search_picks_the_best_median_among_configurations_judged_on_two_seeds(tmp_path):
     path = fabricate_search(
-        tmp_path, "fmnist", [(0.7, "ok"), (0.8, "ok"), (0.9, "diverged"), (math.nan, "ok")]
+        tmp_path,
+        "fmnist",
+        [
+            (0, 1000, 0.9, "ok"),  # best single draw, never confirmed: not eligible
+            (1, 1000, 0.8, "ok"),
+            (1, 1001, 0.7, "ok"),
+            (1, 1002, 0.75, "ok"),  # median 0.75
+            (2, 1000, 0.85, "ok"),
+            (2, 1001, 0.6, "ok"),
+            (2, 1002, 0.65, "ok"),  # median 0.65
+            (3, 1000, 0.95, "diverged"),
+            (3, 1001, 0.99, "ok"),  # one ok seed
+            (4, 1000, math.nan, "ok"),
+            (4, 1001, 0.99, "ok"),  # one finite seed
+        ],
     )
     neuron, info = load_search_choice(path)
     assert neuron == {"lam": -0.2, "p": 10.0, "w_extent": 3, "lam_trainable": True}
-    assert info["trial_id"] == "t1" and info["objective"] == 0.8 and info["finished_trials"] == 2
+    assert info["trial_id"] == "t1s1000" and info["search_number"] == 1
+    assert info["seeds"] == [1000, 1001, 1002] and info["objective"] == 0.75
+    assert info["objectives"] == [0.8, 0.7, 0.75]
 
 
-def test_from_search_on_another_dataset_or_unfinished_is_refused(capsys, no_ray, tmp_path):
-    path = fabricate_search(tmp_path / "a", "svhn", [(0.7, "ok")])
+def test_from_search_on_another_dataset_or_unconfirmed_is_refused(capsys, no_ray, tmp_path):
+    path = fabricate_search(tmp_path / "a", "svhn", [(0, 1000, 0.7, "ok"), (0, 1001, 0.7, "ok")])
     code, err = run_main(
         "expressivity", ["--from-search", path, "--storage", str(tmp_path)], capsys
     )
     assert code == 2 and "searched dataset 'svhn', but --dataset is 'fmnist'" in err
-    path = fabricate_search(tmp_path / "b", "fmnist", [(0.7, "running")])
+    path = fabricate_search(tmp_path / "b", "fmnist", [(0, 1000, 0.7, "ok")])
     code, err = run_main(
         "expressivity", ["--from-search", path, "--storage", str(tmp_path)], capsys
     )
-    assert code == 2 and "no search trial has finished with status 'ok' yet" in err
+    assert code == 2 and "no configuration has finished with status 'ok' on 2 or more" in err
     assert not (tmp_path / "expressivity_fmnist").exists()
 
 
