@@ -289,10 +289,11 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
     writer = _Writer(settings, tid, cfg_dict, search_number(config))
-    kept = writer.kept()
+    kept = writer.kept() if search_number(config) is not None else None
     if kept is not None:
-        # Tune re-runs a trial that had ended after its last snapshot (the driver died): keep
-        # that ending (ok, pruned, or a numerical failure) instead of training it again.
+        # Tune re-runs a search trial that had ended after its last snapshot (the driver died):
+        # keep that ending (ok, pruned, or a numerical failure) instead of training it again,
+        # where the scheduler could stop it and turn an "ok" into "pruned".
         tune.report({"trial_id": tid, "seed": int(cfg.seed), **_kept_metrics(kept)})
         return
     trial = trial_cls(cfg)
