@@ -20,6 +20,20 @@ TRIALS = 6
 ARGS = ["--smoke", "--trials", str(TRIALS), "--max-concurrent", "1", "--epochs", "3"]
 
 
+def dashboard_get(url: str, path: str) -> dict:
+    """GET a JSON route of optuna-dashboard's WSGI app on the study storage (no server)."""
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(wsgi(url)(environ, lambda s, h, *a: status.append(s)))
+    assert status[0].startswith("200"), status
+    return json.loads(body)
+
+
 def terminal_rows(storage: str) -> int:
     trials = read_table(storage, "srch", "trials").to_pandas()
     return int(trials["status"].isin(TERMINAL_STATUSES).sum()) if len(trials) else 0
@@ -41,13 +55,20 @@ def test_sigkilled_search_resumes_without_orphans(short_tmp):
             assert first.poll() is None, "the search ended before it could be killed"
             assert time.monotonic() < deadline, "two search trials did not finish in 120 s"
             time.sleep(0.1)
-        time.sleep(0.6)  # into the third trial
+        # optuna-dashboard opens the study while the search runs; lam is a parameter.
+        url = f"sqlite:///{storage}/srch/optuna.db"
+        studies = dashboard_get(url, "/api/studies")["study_summaries"]
+        (study_id,) = [s["study_id"] for s in studies if s["study_name"] == "srch"]
+        live = dashboard_get(url, f"/api/studies/{study_id}")["trials"]
+        assert len(live) >= 2 and all(
+            "lam" in {p["name"] for p in t["params"]} for t in live if t["params"]
+        )
+        time.sleep(0.3)  # into the third trial
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         log.close()
     kill_leftovers(str(short_tmp / "rt"))
-    url = f"sqlite:///{storage}/srch/optuna.db"
     # The study was live: it is on disk while the search runs, not copied at the end.
     before = optuna.load_study(study_name="srch", storage=url).trials
     assert sum(t.state.is_finished() for t in before) >= 2
