@@ -142,7 +142,7 @@ def _write_start(
 
 
 def _search_alg(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage) -> Any:
-    from ibnn.sweep.study import StudySearcher
+    from ibnn.sweep.searcher import StudySearcher
 
     if plan.study_storage.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(plan.study_storage[len("sqlite:///") :]), exist_ok=True)
