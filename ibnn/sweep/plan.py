@@ -117,6 +117,17 @@ def _checker(
     return check
 
 
+# TrialConfig fields that the common command line sets with a flag of their own.
+_OWN_FLAGS = {
+    "dataset": "--dataset",
+    "epochs": "--epochs",
+    "max_train": "--max-train",
+    "max_test": "--max-test",
+    "data_root": "--data-root",
+    "download": "--download",
+}
+
+
 def _check_keys(
     spec: SweepSpec, args: SweepArgs, axes: dict[str, list[Any]], config_cls: type
 ) -> None:
@@ -133,6 +144,8 @@ def _check_keys(
                     f"{flag} {key}: not a field of {config_cls.__name__}; valid fields: "
                     f"{', '.join(sorted(fields))}"
                 )
+            if key in _OWN_FLAGS and (flag == "--set" or key == "dataset"):
+                raise PlanError(f"{flag} {key}: use {_OWN_FLAGS[key]} instead")
             if flag == "--set" and key in varied:
                 hint = how if key in NEURON_KEYS else "--axis" if key in axes else "its own flag"
                 raise PlanError(f"--set {key}: this sweep varies {key!r}; use {hint} instead")

@@ -284,6 +284,8 @@ def test_set_and_axis_override_the_plan():
     assert plan.constants["lr_peak"] == 0.02 and {v["C"] for v in plan.variants} == {3}
     assert set(plan.trial_ids).isdisjoint(base.trial_ids)  # other trials, other ids
     assert plan.fingerprint != base.fingerprint  # a resume with other overrides is refused
+    two = build_plan(spec, parse_args(spec, [*argv, "--axis", "epochs=1,2"]))
+    assert sorted({v["epochs"] for v in two.variants}) == [1, 2]  # any field can be an axis
     memo = load_script("memorization").SPEC
     plan = build_plan(memo, parse_args(memo, ["--axis", "label_noise=0,0.4"]))
     assert sorted({v["label_noise"] for v in plan.variants}) == [0, 0.4]
@@ -300,6 +302,9 @@ def test_set_and_axis_override_the_plan():
         ("expressivity", ["--axis", "C=1,1"], "--axis C lists a value twice"),
         ("expressivity", ["--axis", "C=two"], "TrialConfig.C='two' is invalid"),
         ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --families / --seeds"),
+        ("expressivity", ["--set", "dataset=svhn"], "--set dataset: use --dataset instead"),
+        ("expressivity", ["--set", "epochs=2"], "--set epochs: use --epochs instead"),
+        ("expressivity", ["--axis", "dataset=svhn"], "--axis dataset: use --dataset instead"),
         ("memorization", ["--axis", "label_noise=0,1.5"], "label_noise=1.5 is invalid"),
         ("search", ["--set", "p=5"], "this sweep varies 'p'; use --space instead"),
         ("search", ["--space", "w_extent=4"], "--space w_extent=4: '4' not in"),
