@@ -94,6 +94,10 @@ def test_sigkilled_search_resumes_without_orphans(short_tmp):
         assert t.user_attrs["status"] == row.status
         if row.status == "ok":
             assert t.state == optuna.trial.TrialState.COMPLETE and t.value == row.objective
+            assert row.epochs_done == 4  # one warm-up and three main epochs
+        if row.status == "pruned":  # stopped by ASHA at its first rung: its epochs so far kept
+            # (the trial's process may run ahead of the driver's decision by an epoch or so)
+            assert t.state == optuna.trial.TrialState.PRUNED and row.epochs_done >= 2
     meta = json.loads((short_tmp / "res" / "srch" / "sweep.json").read_text())
     confirm = meta["confirm"]["variants"]  # the best 3 configurations on 2 fresh seeds
     assert len(confirm) == 6 and len(trials) == TRIALS + 6
