@@ -194,6 +194,9 @@ def _frame_html(df: pd.DataFrame, table_id: str) -> str:
     for col in ("median", "lo", "hi", "min", "max"):
         if col in shown:
             shown[col] = (100 * shown[col]).map(lambda v: f"{v:.2f}")
+    for col, digits in (("wall_s", 1), ("solver_iters", 1)):
+        if col in shown:
+            shown[col] = shown[col].map(lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}")
     return shown.to_html(index=False, table_id=table_id, border=0, na_rep="")
 
 
@@ -264,7 +267,9 @@ def render_dashboard(report: Report, storage: str) -> str:
         parts.append("<section id='search'><h2>Search · best configurations</h2>")
         parts.append(
             "<p class='small'>Top arms per dataset by median validation accuracy at the "
-            "selected epoch (%), with CI.</p>"
+            "selected epoch (%), with CI, next to their cost: median wall time per trial "
+            "(wall_s, seconds) and solver iterations per epoch (solver_iters). Trials the "
+            "search stopped early (pruned) are left out.</p>"
         )
         parts.append(_frame_html(best, "search-best"))
         parts.append("</section>")

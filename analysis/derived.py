@@ -357,12 +357,19 @@ def transfer_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 
 # Search (Discussion): best configurations found.
 def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.DataFrame:
-    """The `top` arms per dataset by median validation accuracy at the selected epoch."""
+    """The `top` arms per dataset by median validation accuracy at the selected epoch, next to
+    their cost: median wall time per trial (`wall_s`, seconds) and median solver iterations per
+    epoch (`solver_iters`), over the arm's trials (seeds)."""
     t = _models(trials)
     keys = present(t, ("dataset", "L", "C"))
-    s = summarize(t, [*keys, "family", "arm"], "val_acc", spec)
+    by = [*keys, "family", "arm"]
+    s = summarize(t, by, "val_acc", spec)
     if s.empty:
         return s
+    cost = present(t, ("wall_s", "solver_iters"))
+    if cost:
+        medians = t.groupby(by, dropna=False, sort=True)[cost].median().reset_index()
+        s = s.merge(medians, on=by, how="left")
     s = s.sort_values("median", ascending=False, kind="stable")
     if "dataset" not in s.columns:
         return s.head(top).reset_index(drop=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.tidy import CONDITION_KEYS, OK_STATES, VARIANT_KEYS, present
+from ibnn.results.schema import PRUNED
 from ibnn.vocab import NUM_CLASSES
 
 __all__ = [
@@ -42,10 +43,11 @@ def chance_accuracy(dataset: str) -> float:
 
 
 def failed_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Rows of a trial table (`tidy.trial_table`) whose state is not usable."""
+    """Rows of a trial table (`tidy.trial_table`) whose state is "failed" (not usable, and not
+    "pruned": a search's early stop is a verdict on a configuration, not a failure)."""
     if trials.empty or "state" not in trials.columns:
         return trials.iloc[0:0]
-    return trials[~trials["state"].isin(OK_STATES)]
+    return trials[~trials["state"].isin((*OK_STATES, PRUNED))]
 
 
 def _chance_of(rows: pd.DataFrame) -> pd.Series:

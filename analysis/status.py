@@ -18,6 +18,7 @@ STATUS_COLUMNS = [
     "found",
     "ok",
     "running",
+    "pruned",
     "failed",
     "files",
     "complete",
@@ -50,7 +51,7 @@ def sweep_status(sweep: SweepData) -> dict:
     """One row of the sweep table: counts of trials by state and notes on what is missing.
 
     A trial is found when any of its tables has a row; its state comes from
-    `tidy.trial_states` ("ok", "running", anything else = failed); a trial with eval or
+    `tidy.trial_states` ("ok", "running", "pruned", anything else = failed); a trial with eval or
     boundary rows but no known status counts as ok.
     """
     ids: set[str] = set()
@@ -61,7 +62,8 @@ def sweep_status(sweep: SweepData) -> dict:
     by_state = states["state"].value_counts() if not states.empty else pd.Series(dtype=int)
     n_running = int(by_state.get("running", 0))
     n_failed = int(by_state.get("failed", 0))
-    n_ok = len(ids) - n_running - n_failed
+    n_pruned = int(by_state.get("pruned", 0))
+    n_ok = len(ids) - n_running - n_failed - n_pruned
     started = meta_value(sweep.meta, "started")
     finished = meta_value(sweep.meta, "finished")
     expected = _as_int(meta_value(sweep.meta, "expected"))
@@ -80,6 +82,11 @@ def sweep_status(sweep: SweepData) -> dict:
             f"{t} ({s})" for t, s in zip(failed["trial_id"], failed["status"], strict=True)
         )
         notes.append(f"{n_failed} failed trials left out of the statistics: {shown}")
+    if n_pruned:
+        notes.append(
+            f"{n_pruned} trials stopped early by the search's scheduler (pruned): left out of "
+            f"the statistics, not failures"
+        )
     if sweep.kind is None:
         notes.append("name matches no sweep script: used by no figure")
     notes.extend(sweep.warnings)
@@ -97,6 +104,7 @@ def sweep_status(sweep: SweepData) -> dict:
         "found": len(ids),
         "ok": n_ok,
         "running": n_running,
+        "pruned": n_pruned,
         "failed": n_failed,
         "files": ", ".join(f"{k} {v}" for k, v in sweep.files.items() if v),
         "complete": complete,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.palette import family_label
-from ibnn.results.schema import OK, RUNNING
+from ibnn.results.schema import OK, PRUNED, RUNNING
 
 __all__ = [
     "CONDITION_KEYS",
@@ -111,11 +111,15 @@ def add_arm(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _state(status: pd.Series) -> np.ndarray:
-    return np.where(status == OK, OK, np.where(status == RUNNING, RUNNING, "failed"))
+    kept = status.where(status.isin((OK, RUNNING, PRUNED)), "failed")
+    return kept.to_numpy()
 
 
 def trial_states(epochs: pd.DataFrame, registry: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per trial, its status and state ("ok", "running" or "failed").
+    """Per trial, its status and state ("ok", "running", "pruned" or "failed").
+
+    "pruned" trials were stopped early by a search's scheduler: left out of the statistics like
+    failed ones, but counted apart from them (stopping a bad configuration is not a failure).
 
     The status is the writer's registry entry (the `trials` table) when there is one, else the
     `status` of the trial's last train epoch ("ok" when the column is absent or null). Trials
@@ -150,7 +154,9 @@ def trial_table(epochs: pd.DataFrame, registry: pd.DataFrame | None = None) -> p
     Returns:
         Frame with sweep, trial_id, the configuration columns present, arm, status, state,
         n_epochs, last_epoch, selected_epoch, selected_by ("selected", "best val_acc" or "last
-        epoch"), test_acc and val_acc at the selected epoch, best_val_acc, final_test_acc.
+        epoch"), test_acc and val_acc at the selected epoch, best_val_acc, final_test_acc, and
+        the trial's cost when the rows carry it: wall_s (all its epochs, warm-up included) and
+        solver_iters (mean forward solver iterations per train epoch).
     """
     rows = train_rows(epochs) if not epochs.empty else epochs
     if rows.empty:
@@ -182,6 +188,10 @@ def trial_table(epochs: pd.DataFrame, registry: pd.DataFrame | None = None) -> p
     out["val_acc"] = sel["val_acc"]
     out["best_val_acc"] = g["val_acc"].max()
     out["final_test_acc"] = last["test_acc"]
+    if "wall_s" in epochs.columns:
+        out["wall_s"] = epochs.groupby(_TRIAL, sort=False)["wall_s"].sum(min_count=1)
+    if "solver_iters" in rows.columns:
+        out["solver_iters"] = g["solver_iters"].mean()
     states = trial_states(epochs, registry).set_index(_TRIAL)
     out["status"] = states["status"]
     out["state"] = states["state"]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a Debian machine with Python 3.11:
-#   - Debian packages: dataset-fashion-mnist (real Fashion-MNIST, offline) and chromium (the
-#     dashboard's browser test), when missing (as root, or through sudo);
+#   - Debian packages: dataset-fashion-mnist (real Fashion-MNIST, offline), chromium (the
+#     dashboard's browser test) and postgresql (the search's PostgreSQL study test), when missing
+#     (as root, or through sudo);
 #   - a virtual environment in .venv with torch==2.14.1, torchvision==0.29.1 and the project
 #     (pip install -e ".[dev]").
 # Safe to run again: it skips what is already there (a stamp records the pyproject.toml hash).
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '[setup] %s\n' "$*"; }
 
-want=(dataset-fashion-mnist chromium)
+want=(dataset-fashion-mnist chromium postgresql)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1,9 +1,11 @@
 """Discussion: Optuna (TPE) over lam, p, w_extent and lam_trainable, on validation accuracy.
 
-The study lives in ``<storage>/<sweep>/optuna.db`` (``optuna-dashboard sqlite:///...``); the
-replication sweeps take its best trial with ``--from-search <storage>/search_<dataset>``.
+The study lives in ``<storage>/<sweep>/optuna.db`` by default (``optuna-dashboard
+sqlite:///results/search_fmnist/optuna.db``, live), or in ``--study-storage``; the replication
+sweeps take its best confirmed configuration with ``--from-search <storage>/search_<dataset>``.
 
     python sweeps/search.py --dataset fmnist --trials 40 --storage results
+    python sweeps/search.py --trials 12 --space w_extent=none --max-train 10000
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ def space(trial: optuna.Trial) -> dict[str, Any]:
         lam = -trial.suggest_float("lam_magnitude", 1e-3, 10.0, log=True)
     else:
         lam = trial.suggest_float("lam_fraction", 0.05, 0.95) / (2.0 * p)
+    # lam itself as a parameter (a one-point distribution: nothing is sampled), so Optuna's
+    # plots and the dashboard show it next to its helpers.
+    lam = trial.suggest_float("lam", lam, lam)
     trial.suggest_categorical("w_extent", W_EXTENTS)
     trial.suggest_categorical("lam_trainable", (False, True))
-    trial.set_user_attr("lam", lam)
     return {"lam": lam}
 
 

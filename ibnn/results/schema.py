@@ -11,9 +11,10 @@ Tables under ``<storage>/<sweep>/`` (one file per trial per table, ``<table>/<tr
 - ``trials``: one row per trial, its status and config (the writer's registry).
 
 A trial's status (``STATUSES``) is "running" while it trains and one of the terminal values once
-it ended. "ok" trials finished their schedule; FAILED_STATUSES are the trials that ended early
-for a numerical reason (``solver_failed`` for an IBNN, ``diverged`` for a non-finite SM loss) or
-for good after their retries (``error``).
+it ended. "ok" trials finished their schedule; "pruned" ones were stopped early by a search's
+scheduler (ASHA), a verdict on the configuration, not a failure; FAILED_STATUSES are the trials
+that ended early for a numerical reason (``solver_failed`` for an IBNN, ``diverged`` for a
+non-finite SM loss) or for good after their retries (``error``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "FAILED_STATUSES",
     "IDENTITY",
     "OK",
+    "PRUNED",
     "REQUIRED",
     "ROW_KEYS",
     "RUNNING",
@@ -46,9 +48,10 @@ OK = "ok"  # finished its schedule; evaluated
 SOLVER_FAILED = "solver_failed"  # the IBNN solve failed (non-convergence) in training or eval
 DIVERGED = "diverged"  # non-finite loss
 ERROR = "error"  # failed for good after its retries (an exception the trial did not handle)
-STATUSES: tuple[str, ...] = (RUNNING, OK, SOLVER_FAILED, DIVERGED, ERROR)
+PRUNED = "pruned"  # stopped early by the search's scheduler; its epochs so far are kept
+STATUSES: tuple[str, ...] = (RUNNING, OK, PRUNED, SOLVER_FAILED, DIVERGED, ERROR)
 FAILED_STATUSES: tuple[str, ...] = (SOLVER_FAILED, DIVERGED, ERROR)
-TERMINAL_STATUSES: tuple[str, ...] = (OK, *FAILED_STATUSES)
+TERMINAL_STATUSES: tuple[str, ...] = (OK, PRUNED, *FAILED_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ _TRIALS = [
     _Column("config_json", _S, True),  # the full trial config, JSON
     _Column("updated", _S, True),  # ISO timestamp of the last write
     _Column("error", _S, False),  # what ended a failed trial
+    _Column("wall_s", _F, False),  # wall time of its epochs so far, seconds (cost)
+    _Column("solver_iters", _F, False),  # mean forward solver iterations per main epoch (cost)
+    _Column("search_number", _I, False),  # Optuna trial number of a search trial
 ]
 
 _BUILT = {

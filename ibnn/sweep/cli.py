@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ibnn.sweep.spec import SweepSpec
+from ibnn.sweep.overrides import assignment
+from ibnn.sweep.spec import SEARCH_SEED, SweepSpec
 from ibnn.vocab import FAMILIES, check_lam, check_w_extent
 
 __all__ = ["DEFAULT_NEURON", "SweepArgs", "build_parser", "parse_args"]
@@ -58,6 +59,13 @@ class SweepArgs:
     search_seed: int  # sampler seed of a search
     trial_module: str  # module providing Trial and TrialConfig
     argv: tuple[str, ...]  # the raw arguments, for sweep.json
+    sets: tuple[tuple[str, Any], ...] = ()  # --set: TrialConfig fields of every trial
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # --axis: a grid axis's values
+    space: tuple[tuple[str, Any], ...] = ()  # --space: search parameters pinned to a value
+    study_storage: str | None = None  # --study-storage (None: SQLite in the sweep folder)
+    prune: bool = True  # a search stops bad trials early (ASHA)
+    confirm_top: int = 3  # a search re-runs its best configurations ...
+    confirm_seeds: int = 2  # ... on this many fresh seeds
 
 
 def _int_at_least(flag: str, low: int):
@@ -178,7 +186,26 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         default=None,
         help="cap on test images per trial, a seeded choice (default: all; --smoke: 200)",
     )
+    g.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        type=assignment("--set"),
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrialConfig field for every trial, e.g. --set lr_peak=0.02 (repeatable)",
+    )
     if spec.kind == "grid":
+        g.add_argument(
+            "--axis",
+            dest="axes",
+            action="append",
+            type=assignment("--axis", many=True),
+            default=[],
+            metavar="NAME=V1,V2",
+            help="values of a grid axis (a TrialConfig field), e.g. --axis C=3 or "
+            "--axis label_noise=0,0.4 (repeatable)",
+        )
         g.add_argument(
             "--families",
             type=_families,
@@ -197,6 +224,41 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
             type=_nonneg_int("--search-seed"),
             default=0,
             help="seed of Optuna's TPE sampler (default: 0)",
+        )
+        g.add_argument(
+            "--space",
+            action="append",
+            type=assignment("--space"),
+            default=[],
+            metavar="PARAM=VALUE",
+            help="pin a search parameter, e.g. --space w_extent=none (global w only) or "
+            "--space lam_sign=negative (repeatable)",
+        )
+        g.add_argument(
+            "--study-storage",
+            default=None,
+            metavar="URL_OR_FILE",
+            help="where the Optuna study lives: postgresql://user:pass@host/db (clusters), "
+            "a journal file on a shared file system, or sqlite:///file (default: "
+            "<storage>/<sweep>/optuna.db when --storage is a local folder)",
+        )
+        g.add_argument(
+            "--no-prune",
+            dest="prune",
+            action="store_false",
+            help="train every search trial to its last epoch (default: ASHA stops bad ones)",
+        )
+        g.add_argument(
+            "--confirm-top",
+            type=_nonneg_int("--confirm-top"),
+            default=3,
+            help="re-run the best K configurations on fresh seeds after the search (default: 3)",
+        )
+        g.add_argument(
+            "--confirm-seeds",
+            type=_positive_int("--confirm-seeds"),
+            default=2,
+            help="fresh seeds of each re-run configuration (default: 2)",
         )
     if spec.chosen_neuron:
         n = parser.add_argument_group(
@@ -266,7 +328,8 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         "--max-concurrent",
         type=_positive_int("--max-concurrent"),
         default=None,
-        help="cap on trials running at once (default: as many as resources allow)",
+        help="cap on trials running at once (default: as many as resources allow; a search: "
+        "ceil(trials / 10), so that TPE sees earlier results)",
     )
     s.add_argument(
         "--trial-module",
@@ -314,6 +377,20 @@ def _validate(
         parser.error("--address must be host:port, auto or local, got an empty string")
     seeds = ns.seeds or (1 if ns.smoke else spec.seeds)
     ibnn_seeds = ns.ibnn_seeds if ns.ibnn_seeds is not None else min(seeds, 5)
+    if max(seeds, ibnn_seeds) > SEARCH_SEED:
+        parser.error(
+            f"--seeds and --ibnn-seeds must be <= {SEARCH_SEED} (seeds {SEARCH_SEED} and up are "
+            f"reserved for searches), got {max(seeds, ibnn_seeds)}"
+        )
+    for flag, pairs in (
+        ("--set", ns.sets),
+        ("--axis", getattr(ns, "axes", [])),
+        ("--space", getattr(ns, "space", [])),
+    ):
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            parser.error(f"{flag} gives {twice} more than once")
     if ns.smoke:
         epochs = ns.epochs or spec.smoke_epochs
     else:
@@ -348,4 +425,11 @@ def _validate(
         search_seed=getattr(ns, "search_seed", 0),
         trial_module=ns.trial_module,
         argv=raw,
+        sets=tuple(ns.sets),
+        axes=tuple(getattr(ns, "axes", ())),
+        space=tuple(getattr(ns, "space", ())),
+        study_storage=getattr(ns, "study_storage", None),
+        prune=getattr(ns, "prune", True),
+        confirm_top=getattr(ns, "confirm_top", 0),
+        confirm_seeds=getattr(ns, "confirm_seeds", 1),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -60,12 +59,12 @@ def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def tune_state_exists(storage: Storage, sweep: str) -> bool:
+def tune_state_exists(storage: Storage, sweep: str, ray_dir: str = RAY_DIR) -> bool:
     """Whether the sweep folder holds a Ray Tune state that ``Tuner.restore`` can continue."""
     from ray import tune
 
     try:
-        return bool(tune.Tuner.can_restore(storage.join_uri(sweep, RAY_DIR)))
+        return bool(tune.Tuner.can_restore(storage.join_uri(sweep, ray_dir)))
     except Exception:  # an unreachable or malformed location: nothing restorable there
         return False
 
@@ -133,21 +132,25 @@ def split_sweep_path(path: str) -> tuple[str, str]:
 
 
 def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The best configuration found by a search sweep, read from its Parquet ``trials`` table.
+    """The best confirmed configuration of a search sweep, read from its Parquet ``trials`` table.
 
-    Best = highest objective (validation accuracy at the selected epoch) among trials that ended
-    with status "ok"; ties go to the smaller trial_id.
+    Best = highest median objective (validation accuracy at the selected epoch) over the seeds of
+    a configuration, among configurations with "ok" trials on at least two seeds (the search's
+    seed and its confirmation seeds, see ``ibnn.sweep.confirm``).
 
     Args:
         path: the search's sweep folder, ``<storage>/<sweep>``.
 
     Returns:
         ``(neuron, info)``: neuron is {lam, p, w_extent, lam_trainable}; info names the source,
-        the trial, its objective and dataset.
+        the search trial that found it (trial_id, Optuna number), the seeds and objectives that
+        chose it, their median and the dataset.
 
     Raises:
-        FolderError: no search sweep there, or no finished trial yet.
+        FolderError: no search sweep there, or no configuration confirmed on two seeds yet.
     """
+    from ibnn.sweep.confirm import MIN_SEEDS, best_confirmed
+
     root, name = split_sweep_path(path)
     st = Storage(root)
     if not st.exists(name, SWEEP_JSON):
@@ -159,28 +162,24 @@ def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{meta.get('kind')!r}), not a search"
         )
     rows = read_table(st, name, "trials").to_pylist()
-    done = [r for r in rows if r["status"] == "ok" and _finite(r["objective"])]
-    if not done:
+    best = best_confirmed(rows)
+    if best is None:
+        ok = sum(1 for r in rows if r["status"] == "ok")
         raise FolderError(
-            f"--from-search {path}: no search trial has finished with status 'ok' yet "
-            f"({len(rows)} trial files); resume or finish the search first"
+            f"--from-search {path}: no configuration has finished with status 'ok' on "
+            f"{MIN_SEEDS} or more seeds yet ({len(rows)} trial files, {ok} ok); resume the "
+            f"search (with --confirm-top >= 1) until its confirmation runs have finished"
         )
-    best = max(done, key=lambda r: (r["objective"], _neg(r["trial_id"])))
-    cfg = json.loads(best["config_json"])
+    cfg = best["config"]
     neuron = {k: cfg[k] for k in ("lam", "p", "w_extent", "lam_trainable")}
     info = {
         "path": path,
         "trial_id": best["trial_id"],
+        "search_number": best["search_number"],
+        "seeds": best["seeds"],
+        "objectives": best["objectives"],
         "objective": best["objective"],
         "dataset": cfg.get("dataset"),
-        "finished_trials": len(done),
+        "finished_trials": sum(1 for r in rows if r["status"] == "ok"),
     }
     return neuron, info
-
-
-def _finite(x: Any) -> bool:
-    return x is not None and math.isfinite(float(x))
-
-
-def _neg(s: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in s)

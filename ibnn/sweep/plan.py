@@ -6,13 +6,16 @@ combination is refused with the trial named, and each trial gets its determinist
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ibnn.sweep.cli import DEFAULT_NEURON, SweepArgs
 from ibnn.sweep.meta import fingerprint, load_search_choice
-from ibnn.sweep.spec import SMOKE, SweepContext, SweepSpec, expand_grid
+from ibnn.sweep.spec import NEURON_KEYS, SMOKE, SweepContext, SweepSpec, expand_grid
+from ibnn.sweep.study import STUDY_FILE, check_space_restriction, open_storage
 from ibnn.sweep.trainable import RUNTIME_KEYS, flatten_config, load_trial_api, trial_id
 
 __all__ = ["PlanError", "SweepPlan", "build_plan"]
@@ -38,6 +41,8 @@ class SweepPlan:
     neuron_source: dict[str, Any]  # where it came from (flags, default, a search)
     label_keys: tuple[str, ...]  # config keys shown in progress lines
     spec_record: dict[str, Any]  # what identifies the sweep (sweep.json "spec")
+    study_storage: str | None = None  # search: the Optuna study's storage URL or journal path
+    space_fixed: dict[str, Any] = field(default_factory=dict)  # search: --space pins
 
     @property
     def fingerprint(self) -> str:
@@ -89,6 +94,7 @@ def _constants(spec: SweepSpec, args: SweepArgs, ctx: SweepContext) -> dict[str,
         if getattr(args, key) is not None:
             constants[key] = getattr(args, key)
     constants.update(spec.overrides(ctx))
+    constants.update(dict(args.sets))
     return constants
 
 
@@ -111,6 +117,63 @@ def _checker(
     return check
 
 
+# TrialConfig fields that the common command line sets with a flag of their own.
+_OWN_FLAGS = {
+    "dataset": "--dataset",
+    "epochs": "--epochs",
+    "max_train": "--max-train",
+    "max_test": "--max-test",
+    "data_root": "--data-root",
+    "download": "--download",
+}
+
+
+def _check_keys(
+    spec: SweepSpec, args: SweepArgs, axes: dict[str, list[Any]], config_cls: type
+) -> None:
+    """--set and --axis name TrialConfig fields that this sweep does not vary otherwise."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    varied = {"family", "seed"} | set(axes)
+    if spec.kind == "search" or spec.chosen_neuron:
+        varied |= set(NEURON_KEYS)
+    how = "--space" if spec.kind == "search" else "--lam/--p/--w-extent/--lam-trainable"
+    for flag, pairs in (("--set", args.sets), ("--axis", args.axes)):
+        for key, _ in pairs:
+            if key not in fields:
+                raise PlanError(
+                    f"{flag} {key}: not a field of {config_cls.__name__}; valid fields: "
+                    f"{', '.join(sorted(fields))}"
+                )
+            if key in _OWN_FLAGS and (flag == "--set" or key == "dataset"):
+                raise PlanError(f"{flag} {key}: use {_OWN_FLAGS[key]} instead")
+            if flag == "--set" and key in varied:
+                hint = how if key in NEURON_KEYS else "--axis" if key in axes else "its own flag"
+                raise PlanError(f"--set {key}: this sweep varies {key!r}; use {hint} instead")
+            if flag == "--axis" and key in ("family", "seed"):
+                raise PlanError(f"--axis {key}: use --families / --seeds instead")
+
+
+def _study_storage(spec: SweepSpec, args: SweepArgs) -> str:
+    """The study's storage: --study-storage, or SQLite in a local sweep folder."""
+    if args.study_storage:
+        try:
+            open_storage(args.study_storage)
+        except (ValueError, ImportError) as err:
+            raise PlanError(f"--study-storage: {err}") from None
+        return args.study_storage
+    root = args.storage
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    if "://" in root:  # object storage (s3://, gs://, ...): decided by the URI, nothing contacted
+        raise PlanError(
+            f"a search on object storage ({args.storage}) needs --study-storage: a "
+            f"postgresql://user:pass@host/db URL that every node can reach, or an Optuna journal "
+            f"file on a shared file system (a SQLite file on one driver would be lost with it)"
+        )
+    folder = os.path.abspath(os.path.expanduser(root))
+    return f"sqlite:///{os.path.join(folder, args.name, STUDY_FILE)}"
+
+
 def _grid(spec, args, axes, neuron, check) -> tuple[list[dict[str, Any]], list[str]]:
     """The grid's trials (variants) and their ids; no two may share a config."""
     seeds = {"sm": args.seeds, "ibnn": args.ibnn_seeds, "ibnn_lite": args.ibnn_seeds}
@@ -122,9 +185,16 @@ def _grid(spec, args, axes, neuron, check) -> tuple[list[dict[str, Any]], list[s
 
 
 def _search(spec: SweepSpec, args: SweepArgs, check) -> dict[str, Any]:
-    """What identifies the search (sweep.json), after checking its base config."""
+    """What identifies the search (sweep.json), after checking its base config and --space."""
     check({"family": spec.search_family, "seed": 0, "lam": 0.0}, "the search's base config")
+    try:
+        check_space_restriction(spec.search_space, dict(args.space))
+    except ValueError as err:
+        raise PlanError(str(err)) from None
     return {
+        "space_fixed": dict(args.space),
+        "prune": args.prune,
+        "confirm": {"top": args.confirm_top, "seeds": args.confirm_seeds},
         "trials": args.trials,
         "search_seed": args.search_seed,
         "family": spec.search_family,
@@ -142,8 +212,10 @@ def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
     ctx = SweepContext(dataset=args.dataset, smoke=args.smoke)
     constants = _constants(spec, args, ctx)
     axes = {k: list(v) for k, v in spec.axes(ctx).items()}
+    axes.update({k: list(v) for k, v in args.axes})
     neuron, source = _neuron(spec, args)
     check = _checker(spec, args, constants)
+    _check_keys(spec, args, axes, load_trial_api(args.trial_module)[1])
     if spec.kind == "grid":
         variants, ids = _grid(spec, args, axes, neuron, check)
         search: dict[str, Any] = {}
@@ -175,4 +247,6 @@ def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
         neuron_source=source,
         label_keys=labels,
         spec_record=record,
+        study_storage=_study_storage(spec, args) if spec.kind == "search" else None,
+        space_fixed=dict(args.space),
     )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ibnn.results import Storage, read_table
+from ibnn.results.schema import OK, PRUNED, RUNNING
 from ibnn.sweep.cli import SweepArgs, parse_args
 from ibnn.sweep.meta import (
     RAY_DIR,
@@ -26,14 +27,21 @@ from ibnn.sweep.meta import (
     tune_state_exists,
 )
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
-from ibnn.sweep.spec import SweepSpec
-from ibnn.sweep.trainable import TrialNamer, TrialSettings, make_trainable, mark_failed
+from ibnn.sweep.spec import SEARCH_SEED, SweepSpec
+from ibnn.sweep.study import default_concurrency, redact
+from ibnn.sweep.trainable import (
+    TrialNamer,
+    TrialSettings,
+    load_trial_api,
+    make_trainable,
+    mark_failed,
+    mark_status,
+)
 
 __all__ = ["DEFAULT_GPU_FRACTION", "main", "run"]
 
 DEFAULT_GPU_FRACTION = 0.25  # a small model takes a quarter of a card by default
 CHECKPOINTS_KEPT = 2  # per trial; older epoch checkpoints are deleted
-OPTUNA_DB = "optuna.db"  # a search's study, beside its Parquet tables
 
 
 def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
@@ -121,6 +129,8 @@ def _write_start(
         "status": "running",
         "finished": None,
     }
+    if plan.study_storage:
+        meta["study"] = {"name": plan.sweep, "storage": redact(plan.study_storage)}
     if mode == "restore" and old.get("started"):
         meta["args"] = old.get("args", meta["args"])  # the arguments that started the sweep
         meta["resumed"] = [*old.get("resumed", []), {"at": now(), "args": list(args.argv)}]
@@ -131,28 +141,27 @@ def _write_start(
     return meta
 
 
-def _optuna_db(storage: Storage, sweep: str) -> str:
-    """Local path of a search's SQLite study: in the sweep folder, or (object storage) beside the
-    driver in ~/.cache/ibnn/optuna/, copied to the sweep folder when the search ends."""
-    if storage.is_local:
-        return storage.path(sweep, OPTUNA_DB)
-    return os.path.expanduser(f"~/.cache/ibnn/optuna/{sweep}.db")
-
-
 def _search_alg(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage) -> Any:
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
+    from ibnn.sweep.searcher import StudySearcher
 
-    db = _optuna_db(storage, plan.sweep)
-    os.makedirs(os.path.dirname(db), exist_ok=True)
-    return OptunaSearch(
+    if plan.study_storage.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(plan.study_storage[len("sqlite:///") :]), exist_ok=True)
+    return StudySearcher(
         space=spec.search_space,
-        metric="objective",
-        mode="max",
-        seed=args.search_seed,
+        storage_url=plan.study_storage,
         study_name=plan.sweep,
-        storage=optuna.storages.RDBStorage(f"sqlite:///{db}"),
+        seed=args.search_seed,
+        trials=plan.expected_trials,
+        fixed=plan.space_fixed,
     )
+
+
+def _schedule(plan: SweepPlan, args: SweepArgs) -> tuple[int, int]:
+    """A search trial's (warm-up epochs, main epochs)."""
+    _, config_cls = load_trial_api(args.trial_module)
+    base = {**plan.constants, "family": "ibnn", "seed": SEARCH_SEED, "lam": 0.0}
+    cfg = config_cls.from_dict({k: v for k, v in base.items() if k != "variant"})
+    return int(cfg.warmup_epochs), int(cfg.epochs)
 
 
 def _build_tuner(
@@ -164,42 +173,126 @@ def _build_tuner(
     trainable: Any,
     settings: TrialSettings,
     device: str,
+    ray_dir: str = RAY_DIR,
 ) -> Any:
     from ray import tune
 
     from ibnn.sweep.progress import SweepProgress
 
-    experiment_path = storage.join_uri(plan.sweep, RAY_DIR)
+    experiment_path = storage.join_uri(plan.sweep, ray_dir)
     if mode == "restore":
         return tune.Tuner.restore(experiment_path, trainable=trainable, resume_errored=True)
     constants = {**plan.constants, "device": device}
+    callbacks: list[Any] = [SweepProgress(plan.expected_trials, plan.label_keys)]
+    concurrent = args.max_concurrent
     if plan.kind == "grid":
         param_space = {**constants, "variant": tune.grid_search(list(plan.variants))}
         search: dict[str, Any] = {"num_samples": 1}
     else:
-        param_space = {**constants, "family": spec.search_family, "seed": 0}
+        from ibnn.sweep.pruning import PruneRecorder, asha
+
+        param_space = {**constants, "family": spec.search_family, "seed": SEARCH_SEED}
         search = {
             "search_alg": _search_alg(spec, args, plan, storage),
             "num_samples": plan.expected_trials,
         }
+        if args.prune:
+            search["scheduler"] = asha(*_schedule(plan, args))
+            callbacks.append(PruneRecorder(settings))
+        if concurrent is None:
+            concurrent = default_concurrency(plan.expected_trials)
     tune_config = tune.TuneConfig(
         **search,
-        max_concurrent_trials=args.max_concurrent,
+        max_concurrent_trials=concurrent,
         reuse_actors=True,
         trial_name_creator=TrialNamer(settings),
         trial_dirname_creator=TrialNamer(settings, folder=True),
     )
     run_config = tune.RunConfig(
-        name=RAY_DIR,
+        name=ray_dir,
         storage_path=storage.join_uri(plan.sweep),
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-        callbacks=[SweepProgress(plan.expected_trials, plan.label_keys)],
+        callbacks=callbacks,
         verbose=0,
     )
     return tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
     )
+
+
+def _refuse_existing_study(plan: SweepPlan) -> None:
+    """A fresh search must not add trials to an existing study of the same name."""
+    import optuna
+
+    from ibnn.sweep.study import open_storage
+
+    names = optuna.get_all_study_names(open_storage(plan.study_storage))
+    if plan.sweep in names:
+        raise SystemExit(
+            f"error: the study {plan.sweep!r} already exists in {redact(plan.study_storage)} but "
+            f"there is no Tune state to resume it with. Nothing was changed; choose another "
+            f"--name, or delete it (optuna delete-study --study-name {plan.sweep} --storage ...)."
+        )
+
+
+def _fit(tuner: Any, settings: TrialSettings, kind: str) -> None:
+    """Runs a Tuner and records in the trials table what only the driver knows: trials that
+    failed on every retry ("error") and trials the scheduler stopped ("pruned")."""
+    from ibnn.sweep.pruning import was_pruned
+
+    for result in tuner.fit():
+        if result.error is not None:
+            error = f"{type(result.error).__name__}: {str(result.error)[:2000]}"
+            mark_failed(settings, result.config, error)
+        elif kind == "search" and was_pruned(result.metrics):
+            mark_status(settings, result.config, PRUNED)  # its driver died before it was marked
+
+
+def _all_ended(storage: Storage, plan: SweepPlan, expected: int) -> bool:
+    status = _statuses(storage, plan.sweep)
+    return sum(status.values()) >= expected and not status.get(RUNNING)
+
+
+def _confirm(
+    spec: SweepSpec,
+    args: SweepArgs,
+    plan: SweepPlan,
+    storage: Storage,
+    meta: dict[str, Any],
+    trainable: Any,
+    settings: TrialSettings,
+    device: str,
+) -> int:
+    """Re-runs the search's best configurations on fresh seeds (``ibnn.sweep.confirm``) as a
+    grid in ``<sweep>/ray_confirm``; returns the number of confirmation trials."""
+    import dataclasses
+
+    from ibnn.sweep.confirm import CONFIRM_DIR, confirm_variants
+    from ibnn.sweep.meta import tune_state_exists
+
+    if "confirm" in meta:  # chosen once, when the search had ended; a resume keeps the choice
+        variants = meta["confirm"]["variants"]
+    else:
+        rows = read_table(storage, plan.sweep, "trials").to_pylist()
+        variants = confirm_variants(rows, args.confirm_top, args.confirm_seeds)
+        meta["confirm"] = {"top": args.confirm_top, "seeds": args.confirm_seeds}
+        meta["confirm"]["variants"] = variants
+        storage.write_json(f"{plan.sweep}/{SWEEP_JSON}", meta)
+    if not variants:
+        return 0
+    grid = dataclasses.replace(
+        plan, kind="grid", variants=tuple(variants), expected_trials=len(variants)
+    )
+    mode = "restore" if tune_state_exists(storage, plan.sweep, CONFIRM_DIR) else "fresh"
+    print(
+        f"Confirming the best {len(variants) // args.confirm_seeds} configurations of "
+        f"{plan.sweep!r} on {args.confirm_seeds} fresh seeds ({len(variants)} trials)",
+        flush=True,
+    )
+    tuner = _build_tuner(spec, args, grid, storage, mode, trainable, settings, device, CONFIRM_DIR)
+    _fit(tuner, settings, "grid")
+    return len(variants)
 
 
 def _statuses(storage: Storage, sweep: str) -> dict[str, int]:
@@ -269,30 +362,34 @@ def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage
             f" {type(err).__name__}: {err}. The Parquet results there are intact; start a "
             f"new sweep folder (--name) to rerun."
         ) from None
-    grid = tuner.fit()
-    for result in grid:
-        if result.error is not None:
-            error = f"{type(result.error).__name__}: {str(result.error)[:2000]}"
-            mark_failed(settings, result.config, error)
-    if plan.kind == "search" and not storage.is_local:
-        with open(_optuna_db(storage, plan.sweep), "rb") as f:
-            storage.write_bytes(f"{plan.sweep}/{OPTUNA_DB}", f.read())
+    if plan.kind == "search" and mode != "restore":
+        _refuse_existing_study(plan)
+    _fit(tuner, settings, plan.kind)
+    expected = plan.expected_trials
+    if plan.kind == "search" and args.confirm_top > 0 and _all_ended(storage, plan, expected):
+        expected += _confirm(spec, args, plan, storage, meta, trainable, settings, device)
     # The trials table decides, not Tune's states (after Ctrl-C Tune reports stopped trials
     # as terminated): a sweep is finished when every trial has a final status.
     # counts: "ok" trials finished with status ok; "failed" ones ended as solver_failed,
     # diverged (results too) or error (the trial crashed on every retry).
     status = _statuses(storage, plan.sweep)
     ok = status.get("ok", 0)
-    failed = sum(n for s, n in status.items() if s not in ("ok", "running"))
-    done = ok + failed >= plan.expected_trials
+    pruned = status.get(PRUNED, 0)
+    failed = sum(n for s, n in status.items() if s not in (OK, RUNNING, PRUNED))
+    done = ok + pruned + failed >= expected and not status.get(RUNNING)
+    if plan.kind == "search" and args.confirm_top > 0 and "confirm" not in meta:
+        done = False  # the search ended but its confirmation has not started
     meta.update(
         status="finished" if done else "interrupted",
         finished=now() if done else None,
-        counts={"ok": ok, "failed": failed, "total": plan.expected_trials},
+        counts={"ok": ok, "failed": failed, "total": expected}
+        | ({"pruned": pruned} if plan.kind == "search" else {}),
         trial_status=status,
     )
     storage.write_json(f"{plan.sweep}/{SWEEP_JSON}", meta)
-    summary = f"{ok} ok, {failed} failed of {plan.expected_trials} trials"
+    summary = f"{ok} ok, {failed} failed of {expected} trials"
+    if plan.kind == "search":
+        summary = f"{ok} ok, {pruned} pruned, {failed} failed of {expected} trials"
     if not done:
         print(
             f"Sweep {plan.sweep!r} interrupted: {summary}; continue it with the same "

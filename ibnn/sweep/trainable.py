@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibnn.results import Storage
+from ibnn.results.schema import DIVERGED, ERROR, OK, PRUNED, SOLVER_FAILED
 from ibnn.sweep.meta import now
 
 __all__ = [
@@ -30,8 +31,11 @@ __all__ = [
     "TrialNamer",
     "TrialSettings",
     "load_trial_api",
+    "SEARCH_NUMBER",
+    "search_number",
     "make_trainable",
     "mark_failed",
+    "mark_status",
     "objective",
     "resolve",
     "flatten_config",
@@ -42,6 +46,10 @@ __all__ = [
 RUNTIME_KEYS = frozenset({"data_root", "download", "device", "num_workers", "eval_batch_size"})
 CHECKPOINT_FILE = "trial.pt"
 TRAINABLE_NAME = "ibnn_trial"
+# Config key a search adds to each trial: its Optuna trial number (recorded, not a config field).
+SEARCH_NUMBER = "search_number"
+# Statuses a re-run trial keeps instead of training again (an "error" trial is retried).
+_KEPT = (OK, PRUNED, SOLVER_FAILED, DIVERGED)
 # Exceptions of a failed solve or numerical error (as ibnn.trial treats them).
 _EVAL_FAILURES = (RuntimeError, ValueError, ArithmeticError)
 
@@ -76,7 +84,7 @@ def flatten_config(config: Mapping[str, Any], drop_keys: tuple[str, ...] = ()) -
     """
     flat = {k: v for k, v in config.items() if k != "variant"}
     flat.update(config.get("variant") or {})
-    for k in drop_keys:
+    for k in (*drop_keys, SEARCH_NUMBER):
         flat.pop(k, None)
     return flat
 
@@ -124,15 +132,28 @@ class TrialNamer:
         return f"{name}_{trial.trial_id}" if self.folder else name
 
 
-def mark_failed(settings: TrialSettings, config: Mapping[str, Any], error: str) -> None:
-    """Records in the trials table that a trial failed for good (after its retries)."""
+def search_number(config: Mapping[str, Any]) -> int | None:
+    """The Optuna trial number a search or confirmation trial belongs to (None in a grid)."""
+    return {**config, **(config.get("variant") or {})}.get(SEARCH_NUMBER)
+
+
+def mark_status(
+    settings: TrialSettings, config: Mapping[str, Any], status: str, error: str = ""
+) -> None:
+    """Records a trial's final status in the trials table from the driver (the trial's process
+    is gone): "error" after its last retry, "pruned" when the scheduler stopped it."""
     tid, cfg_dict = resolve(config, settings)
-    writer = _Writer(settings, tid, cfg_dict)
+    writer = _Writer(settings, tid, cfg_dict, search_number(config))
     records = []
     if writer.has("epochs"):
         records = writer.st.read_trial(settings.sweep, "epochs", tid).to_pylist()
     writer.error = error
-    writer.trial_row("error", records)
+    writer.trial_row(status, records)
+
+
+def mark_failed(settings: TrialSettings, config: Mapping[str, Any], error: str) -> None:
+    """Records in the trials table that a trial failed for good (after its retries)."""
+    mark_status(settings, config, ERROR, error)
 
 
 def make_trainable(settings: TrialSettings) -> Callable[[dict[str, Any]], None]:
@@ -148,8 +169,15 @@ def make_trainable(settings: TrialSettings) -> Callable[[dict[str, Any]], None]:
 class _Writer:
     """Writes one trial's tables under the sweep folder."""
 
-    def __init__(self, settings: TrialSettings, tid: str, cfg_dict: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        settings: TrialSettings,
+        tid: str,
+        cfg_dict: dict[str, Any],
+        search_number: int | None = None,
+    ) -> None:
         self.st = Storage(settings.storage)
+        self.search_number = search_number
         self.settings = settings
         self.tid = tid
         self.cfg_dict = cfg_dict
@@ -170,8 +198,35 @@ class _Writer:
             "config_json": json.dumps(self.cfg_dict, sort_keys=True),
             "updated": now(),
             "error": self.error or _last(records, "error"),
+            **cost(records),
+            "search_number": self.search_number,
         }
         self.rows("trials", [row])
+
+    def kept(self) -> dict[str, Any] | None:
+        """The trial's row if it already ended with a status a re-run keeps, else None."""
+        if not self.has("trials"):
+            return None
+        row = self.st.read_trial(self.settings.sweep, "trials", self.tid).to_pylist()[0]
+        if row["status"] not in _KEPT or (row["status"] == OK and not self.has("evals")):
+            return None
+        return row
+
+
+def cost(records: list[Mapping[str, Any]]) -> dict[str, float]:
+    """A trial's cost so far: total wall time (s) and mean solver iterations per main epoch
+    (NaN for SM and IBNN-lite, which run no solver)."""
+    wall = sum(float(r.get("wall_s") or 0.0) for r in records)
+    iters = [
+        float(r["solver_iters"])
+        for r in records
+        if r.get("phase", "train") == "train" and _number(r.get("solver_iters"))
+    ]
+    return {"wall_s": wall, "solver_iters": sum(iters) / len(iters) if iters else float("nan")}
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
 
 
 def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
@@ -185,6 +240,8 @@ def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
         "val_acc": float("nan") if val is None else float(val),
         "objective": objective(trial.records),
         "status": status,
+        "seed": int(cfg.seed),
+        **cost(trial.records),
     }
 
 
@@ -231,7 +288,14 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     cfg = config_cls.from_dict(flat)
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
-    writer = _Writer(settings, tid, cfg_dict)
+    writer = _Writer(settings, tid, cfg_dict, search_number(config))
+    kept = writer.kept() if search_number(config) is not None else None
+    if kept is not None:
+        # Tune re-runs a search trial that had ended after its last snapshot (the driver died):
+        # keep that ending (ok, pruned, or a numerical failure) instead of training it again,
+        # where the scheduler could stop it and turn an "ok" into "pruned".
+        tune.report({"trial_id": tid, "seed": int(cfg.seed), **_kept_metrics(kept)})
+        return
     trial = trial_cls(cfg)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -264,6 +328,11 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
         with tempfile.TemporaryDirectory(prefix="ibnn-ckpt-", dir=scratch) as d:
             trial.save(os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _kept_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("status", "objective", "epochs_done", "wall_s", "solver_iters")
+    return {k: row[k] for k in keys if row.get(k) is not None}
 
 
 def _last(records: list[Mapping[str, Any]], key: str) -> str:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from analysis_synthetic import EXPECTED, FAST, IBNN_SEEDS, SM_SEEDS, build_expressivity
+from analysis_synthetic import (
+    EXPECTED,
+    FAST,
+    IBNN_SEEDS,
+    SEARCH_WALL_PER_EPOCH,
+    SM_SEEDS,
+    build_expressivity,
+)
 
 from analysis import derived
 from analysis.compare import first_crossing, running_mean
@@ -146,6 +153,9 @@ def test_transfer(report):
 def test_search_best_orders_by_validation_accuracy(report):
     s = report.frames["search_best"]
     assert list(s["arm"]) == ["IBNN (λ=-2, p=10)", "IBNN (λ=-0.5, p=10)", "IBNN (λ=-0.1, p=10)"]
+    # Cost next to accuracy: wall time of all 6 epoch rows of a trial, solver iterations.
+    assert list(s["wall_s"]) == [6 * SEARCH_WALL_PER_EPOCH[lam] for lam in (-2.0, -0.5, -0.1)]
+    assert list(s["solver_iters"]) == [3.0, 3.0, 3.0]
 
 
 def test_comparison_without_sm_gives_no_rows(sweeps):

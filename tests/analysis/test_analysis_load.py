@@ -48,6 +48,9 @@ def test_status_reports_running_sweep_missing_and_failed_trials(sweeps):
     assert exp["failed"] == 1 and exp["ok"] == 60
     assert any("diverged" in n for n in exp["notes"])
     assert any("no sweep.json" in n for n in st.loc["search", "notes"])
+    search = st.loc["search"]  # a pruned trial is counted apart from failures
+    assert search["pruned"] == 1 and search["failed"] == 0 and search["ok"] == 6
+    assert any("1 trials stopped early by the search's scheduler" in n for n in search["notes"])
 
 
 @pytest.mark.parametrize(

@@ -116,53 +116,72 @@ def test_from_search_needs_a_finished_search(capsys, no_ray, tmp_path):
     assert code == 2 and "no sweep.json there" in err
 
 
-def fabricate_search(root, dataset, objectives):
-    """A finished search folder (sweep.json + trials table) without running one."""
+def fabricate_search(root, dataset, entries):
+    """A search folder (sweep.json + trials table) without running one; entries are
+    (configuration index, seed, objective, status)."""
     st = Storage(str(root))
     st.write_json("search_x/sweep.json", {"kind": "search", "experiment": "search"})
-    for i, (objective, status) in enumerate(objectives):
+    for c, seed, objective, status in entries:
         cfg = TrialConfig(
             dataset=dataset,
             family="ibnn",
-            lam=-0.1 * (i + 1),
+            seed=seed,
+            lam=-0.1 * (c + 1),
             p=10.0,
-            w_extent=3 if i % 2 else None,
-            lam_trainable=bool(i % 2),
+            w_extent=3 if c % 2 else None,
+            lam_trainable=bool(c % 2),
         ).to_dict()
         row = {
             "family": "ibnn",
             "dataset": dataset,
-            "seed": 0,
+            "seed": seed,
             "status": status,
             "epochs_done": 3,
             "objective": objective,
             "config_json": json.dumps(cfg),
             "updated": "now",
+            "search_number": c,
         }
-        st.write_rows("search_x", "trials", f"t{i}", [row], {"experiment": "search"})
+        st.write_rows("search_x", "trials", f"t{c}s{seed}", [row], {"experiment": "search"})
     return str(root / "search_x")
 
 
-def test_best_search_trial_is_the_best_ok_trial(tmp_path):
+def test_from_search_picks_the_best_median_among_configurations_judged_on_two_seeds(tmp_path):
     path = fabricate_search(
-        tmp_path, "fmnist", [(0.7, "ok"), (0.8, "ok"), (0.9, "diverged"), (math.nan, "ok")]
+        tmp_path,
+        "fmnist",
+        [
+            (0, 1000, 0.9, "ok"),  # best single draw, never confirmed: not eligible
+            (1, 1000, 0.8, "ok"),
+            (1, 1001, 0.7, "ok"),
+            (1, 1002, 0.75, "ok"),  # median 0.75
+            (2, 1000, 0.85, "ok"),
+            (2, 1001, 0.6, "ok"),
+            (2, 1002, 0.65, "ok"),  # median 0.65
+            (3, 1000, 0.95, "diverged"),
+            (3, 1001, 0.99, "ok"),  # one ok seed
+            (4, 1000, math.nan, "ok"),
+            (4, 1001, 0.99, "ok"),  # one finite seed
+        ],
     )
     neuron, info = load_search_choice(path)
     assert neuron == {"lam": -0.2, "p": 10.0, "w_extent": 3, "lam_trainable": True}
-    assert info["trial_id"] == "t1" and info["objective"] == 0.8 and info["finished_trials"] == 2
+    assert info["trial_id"] == "t1s1000" and info["search_number"] == 1
+    assert info["seeds"] == [1000, 1001, 1002] and info["objective"] == 0.75
+    assert info["objectives"] == [0.8, 0.7, 0.75]
 
 
-def test_from_search_on_another_dataset_or_unfinished_is_refused(capsys, no_ray, tmp_path):
-    path = fabricate_search(tmp_path / "a", "svhn", [(0.7, "ok")])
+def test_from_search_on_another_dataset_or_unconfirmed_is_refused(capsys, no_ray, tmp_path):
+    path = fabricate_search(tmp_path / "a", "svhn", [(0, 1000, 0.7, "ok"), (0, 1001, 0.7, "ok")])
     code, err = run_main(
         "expressivity", ["--from-search", path, "--storage", str(tmp_path)], capsys
     )
     assert code == 2 and "searched dataset 'svhn', but --dataset is 'fmnist'" in err
-    path = fabricate_search(tmp_path / "b", "fmnist", [(0.7, "running")])
+    path = fabricate_search(tmp_path / "b", "fmnist", [(0, 1000, 0.7, "ok")])
     code, err = run_main(
         "expressivity", ["--from-search", path, "--storage", str(tmp_path)], capsys
     )
-    assert code == 2 and "no search trial has finished with status 'ok' yet" in err
+    assert code == 2 and "no configuration has finished with status 'ok' on 2 or more" in err
     assert not (tmp_path / "expressivity_fmnist").exists()
 
 
@@ -232,7 +251,7 @@ def test_search_space_keeps_lam_below_the_uniqueness_bound():
         trial = study.ask()
         params = {**mod.space(trial), **trial.params}
         assert -10.0 <= params["lam"] < 1.0 / (2.0 * params["p"])
-        assert trial.user_attrs["lam"] == params["lam"]
+        assert trial.params["lam"] == params["lam"]  # lam itself is a parameter of the study
         assert params["w_extent"] in mod.W_EXTENTS and params["lam_trainable"] in (False, True)
         signs.add(params["lam"] < 0)
         flat = flatten_config(
@@ -263,3 +282,56 @@ def test_seeds_help_states_what_a_verdict_and_a_1_point_effect_need():
     spec = load_script("expressivity").SPEC
     text = " ".join(build_parser(spec).format_help().split())
     assert "at least 5 seeds run by both arms" in text and "80% power" in text
+
+
+def test_set_and_axis_override_the_plan():
+    spec = load_script("expressivity").SPEC
+    base = build_plan(spec, parse_args(spec, ["--smoke", "--trial-module", FAKE]))
+    argv = ["--smoke", "--set", "lr_peak=0.02", "--axis", "C=3", "--trial-module", FAKE]
+    plan = build_plan(spec, parse_args(spec, argv))
+    assert plan.constants["lr_peak"] == 0.02 and {v["C"] for v in plan.variants} == {3}
+    assert set(plan.trial_ids).isdisjoint(base.trial_ids)  # other trials, other ids
+    assert plan.fingerprint != base.fingerprint  # a resume with other overrides is refused
+    two = build_plan(spec, parse_args(spec, [*argv, "--axis", "epochs=1,2"]))
+    assert sorted({v["epochs"] for v in two.variants}) == [1, 2]  # any field can be an axis
+    memo = load_script("memorization").SPEC
+    plan = build_plan(memo, parse_args(memo, ["--axis", "label_noise=0,0.4"]))
+    assert sorted({v["label_noise"] for v in plan.variants}) == [0, 0.4]
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "message"),
+    [
+        ("expressivity", ["--set", "lr_peak"], "--set must be KEY=VALUE, got 'lr_peak'"),
+        ("expressivity", ["--set", "widht=3"], "--set widht: not a field of TrialConfig"),
+        ("expressivity", ["--set", "lr_peak=-1"], "TrialConfig.lr_peak=-1 is invalid"),
+        ("expressivity", ["--set", "lam=0.01"], "varies 'lam'; use --lam/--p/--w-extent"),
+        ("expressivity", ["--set", "C=2"], "this sweep varies 'C'; use --axis instead"),
+        ("expressivity", ["--axis", "C=1,1"], "--axis C lists a value twice"),
+        ("expressivity", ["--axis", "C=two"], "TrialConfig.C='two' is invalid"),
+        ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --families / --seeds"),
+        ("expressivity", ["--set", "dataset=svhn"], "--set dataset: use --dataset instead"),
+        ("expressivity", ["--set", "epochs=2"], "--set epochs: use --epochs instead"),
+        ("expressivity", ["--axis", "dataset=svhn"], "--axis dataset: use --dataset instead"),
+        ("memorization", ["--axis", "label_noise=0,1.5"], "label_noise=1.5 is invalid"),
+        ("search", ["--set", "p=5"], "this sweep varies 'p'; use --space instead"),
+        ("search", ["--space", "w_extent=4"], "--space w_extent=4: '4' not in"),
+        ("search", ["--space", "width=3"], "--space names ['width'], which the search space"),
+        ("search", ["--storage", "s3://b/x"], "a search on object storage (s3://b/x) needs"),
+        ("search", ["--study-storage", "redis://h/0"], "--study-storage: --study-storage must"),
+        ("search", ["--seeds", "1001"], "--seeds and --ibnn-seeds must be <= 1000"),
+    ],
+)
+def test_overrides_are_refused_with_the_rule(capsys, no_ray, tmp_path, name, argv, message):
+    storage = [] if "--storage" in argv else ["--storage", str(tmp_path)]
+    code, err = run_main(name, [*argv, *storage], capsys)
+    assert code == 2 and message in err, err
+
+
+def test_space_pins_a_search_parameter(tmp_path):
+    spec = load_script("search").SPEC
+    argv = ["--space", "w_extent=none", "--storage", str(tmp_path), "--trial-module", FAKE]
+    plan = build_plan(spec, parse_args(spec, argv))
+    assert plan.space_fixed == {"w_extent": None}
+    assert plan.spec_record["search"]["space_fixed"] == {"w_extent": None}
+    assert plan.study_storage == f"sqlite:///{tmp_path}/search_fmnist/optuna.db"

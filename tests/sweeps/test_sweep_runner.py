@@ -77,23 +77,37 @@ def test_a_failing_trial_is_retried_from_its_checkpoint_without_duplicate_rows(
     assert meta["trial_status"] == {"ok": n_trials} and meta["finished"]
 
 
-def test_search_then_replication_from_the_best_search_trial(ray_session, tmp_path, capsys):
+def test_search_then_replication_from_the_best_confirmed_configuration(
+    ray_session, tmp_path, capsys
+):
     storage = str(tmp_path)
     search = load_script("search").SPEC
-    assert runner.main(search, [*FAKE_ARGS, "--trials", "4", "--storage", storage]) == 0
+    argv = [*FAKE_ARGS, "--trials", "4", "--epochs", "2", "--no-prune", "--confirm-top", "2"]
+    assert runner.main(search, [*argv, "--storage", storage]) == 0
     trials = table(tmp_path, "search_fmnist", "trials")
-    assert len(trials) == 4 and set(trials["status"]) == {"ok"}
     configs = [json.loads(c) for c in trials["config_json"]]
+    seeds = [c["seed"] for c in configs]
+    assert sorted(seeds) == [1000] * 4 + [1001, 1001, 1002, 1002]  # 4 search + 2 x 2 confirm
+    assert set(trials["status"]) == {"ok"}
     assert all(c["lam"] < 1 / (2 * c["p"]) and c["family"] == "ibnn" for c in configs)
     assert not any("lam_sign" in c for c in configs)  # search-only keys never reach the trial
+    # Cost next to accuracy: wall time and solver iterations of every trial.
+    assert trials["wall_s"].notna().all() and (trials["solver_iters"] > 0).all()
     db = tmp_path / "search_fmnist" / "optuna.db"
     study = optuna.load_study(study_name="search_fmnist", storage=f"sqlite:///{db}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(done) == 4
-    assert math.isclose(study.best_value, trials["objective"].max())
-    assert {"p", "lam_sign", "w_extent", "lam_trainable"} <= set(study.best_trial.params)
-    best = configs[int(trials["objective"].idxmax())]
-    assert math.isclose(study.best_trial.user_attrs["lam"], best["lam"])
+    assert len(done) == len(study.trials) == 4
+    search_rows = trials[[s == 1000 for s in seeds]]
+    assert math.isclose(study.best_value, search_rows["objective"].max())
+    assert {"p", "lam", "lam_sign", "w_extent", "lam_trainable"} <= set(study.best_trial.params)
+    assert {"wall_s", "solver_iters", "epochs_done"} <= set(study.best_trial.user_attrs)
+    # The confirmation re-ran the two best search configurations on two fresh seeds each.
+    top2 = search_rows.sort_values("objective", ascending=False)["search_number"][:2]
+    confirmed = trials[[s != 1000 for s in seeds]]
+    assert sorted(confirmed["search_number"]) == sorted(list(top2) * 2)
+    meta = json.loads((tmp_path / "search_fmnist" / "sweep.json").read_text())
+    assert meta["counts"]["total"] == 8 and meta["status"] == "finished"
+    assert len(meta["confirm"]["variants"]) == 4
 
     spec = load_script("expressivity").SPEC
     argv = [*FAKE_ARGS, "--from-search", str(tmp_path / "search_fmnist"), "--storage", storage]
@@ -101,11 +115,18 @@ def test_search_then_replication_from_the_best_search_trial(ray_session, tmp_pat
     assert runner.main(spec, argv) == 0
     out = capsys.readouterr().out
     meta = json.loads((tmp_path / "expressivity_fmnist" / "sweep.json").read_text())
+    source = meta["neuron_source"]
+    assert source["source"] == "search" and len(source["seeds"]) == 3
+    assert source["search_number"] in set(top2)
+    row = search_rows[search_rows["search_number"] == source["search_number"]].iloc[0]
+    best = json.loads(row["config_json"])
+    assert source["trial_id"] == row["trial_id"] and source["seeds"] == [1000, 1001, 1002]
     chosen = {k: best[k] for k in ("lam", "p", "w_extent", "lam_trainable")}
-    assert meta["neuron"] == chosen and meta["neuron_source"]["source"] == "search"
+    assert meta["neuron"] == chosen
     epochs = table(tmp_path, "expressivity_fmnist", "epochs")
     ibnn = epochs[epochs["family"] == "ibnn"]
     assert len(ibnn) > 0 and set(ibnn["lam"]) == {best["lam"]} and set(ibnn["p"]) == {best["p"]}
+    assert set(epochs["seed"]) == {0}  # replication seeds: disjoint from 1000, 1001, 1002
     # Progress: one line per finished trial epoch, with the sweep's progress, and no Tune tables.
     lines = [ln for ln in out.splitlines() if "trials done" in ln]
     assert sum(" | epoch " in ln for ln in lines) == len(epochs)

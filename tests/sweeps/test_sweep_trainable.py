@@ -38,8 +38,10 @@ class FakeTune:
         )
 
     def report(self, metrics, checkpoint=None):
-        kept = self.root / f"ckpt{len(self.reports)}"
-        shutil.copytree(checkpoint.path, kept)
+        kept = None
+        if checkpoint is not None:
+            kept = self.root / f"ckpt{len(self.reports)}"
+            shutil.copytree(checkpoint.path, kept)
         self.reports.append((metrics, kept))
 
 
@@ -50,12 +52,12 @@ def settings(tmp_path):
     )
 
 
-def run(monkeypatch, tmp_path, settings, resume_from=None, name="a"):
+def run(monkeypatch, tmp_path, settings, resume_from=None, name="a", config=CONFIG):
     (tmp_path / name).mkdir()
     fake = FakeTune(tmp_path / name, resume_from)
     monkeypatch.setattr(tune, "report", fake.report)
     monkeypatch.setattr(tune, "get_checkpoint", fake.get_checkpoint)
-    make_trainable(settings)(CONFIG)
+    make_trainable(settings)(config)
     return fake
 
 
@@ -105,9 +107,28 @@ def test_restored_final_checkpoint_reports_nothing_and_keeps_files(monkeypatch, 
     assert read_table(settings.storage, "sw", "epochs").num_rows == 4
 
 
+def test_a_rerun_search_trial_keeps_its_ending_and_records_its_cost(
+    monkeypatch, tmp_path, settings
+):
+    search = {**CONFIG, "search_number": 7}
+    first = run(monkeypatch, tmp_path, settings, config=search)
+    trials = read_table(settings.storage, "sw", "trials").to_pandas()
+    assert trials["search_number"].tolist() == [7] and trials["status"].tolist() == ["ok"]
+    assert trials["solver_iters"].iloc[0] > 0 and trials["wall_s"].iloc[0] >= 0
+    assert {"wall_s", "solver_iters", "seed"} <= set(first.reports[-1][0])
+    # Tune re-runs it from an older checkpoint (its snapshot predates the ending): no training,
+    # one report of the recorded ending, files untouched.
+    again = run(
+        monkeypatch, tmp_path, settings, resume_from=first.reports[1][1], name="b", config=search
+    )
+    assert [(m["status"], m["epochs_done"], c) for m, c in again.reports] == [("ok", 4, None)]
+    assert again.reports[0][0]["objective"] == trials["objective"].iloc[0]
+    assert read_table(settings.storage, "sw", "epochs").num_rows == 4
+
+
 def test_flatten_config_merges_the_variant_and_drops_search_helpers():
-    flat = flatten_config({**CONFIG, "lam_sign": "x"}, ("lam_sign",))
-    assert "variant" not in flat and "lam_sign" not in flat
+    flat = flatten_config({**CONFIG, "lam_sign": "x", "search_number": 3}, ("lam_sign",))
+    assert "variant" not in flat and "lam_sign" not in flat and "search_number" not in flat
     assert flat["family"] == "ibnn" and flat["C"] == 2
 
 
