@@ -15,8 +15,9 @@ renamed over the target (readers never see half a file; ``pandas.read_parquet`` 
 start with "."). Object stores (S3, GCS) make a single PUT visible atomically, so there the file is
 written in place.
 
-Every table has the fixed pyarrow schema of ``ibnn.results.schema`` (the contract), so ``pandas.read_parquet("<storage>/<sweep>/epochs")``
-reads all files of a table at once with consistent dtypes.
+Every table has the fixed pyarrow schema of ``ibnn.results.schema`` (the contract), so
+``pandas.read_parquet("<storage>/<sweep>/epochs")`` reads all files of a table at once with
+consistent dtypes.
 """
 
 from __future__ import annotations

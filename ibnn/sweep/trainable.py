@@ -42,8 +42,6 @@ __all__ = [
 RUNTIME_KEYS = frozenset({"data_root", "download", "device", "num_workers", "eval_batch_size"})
 CHECKPOINT_FILE = "trial.pt"
 TRAINABLE_NAME = "ibnn_trial"
-# Exceptions of a failed solve or numerical error (as ibnn.trial treats them).
-_EVAL_FAILURES = (RuntimeError, ValueError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -208,13 +206,15 @@ def _finish(writer: _Writer, trial: Any) -> str:
     As in ``ibnn.trial.run_trial``: only an "ok" trial is evaluated, and a solve failing under
     attack ends it as "solver_failed" (its evals file is then empty) instead of crashing.
     """
+    from ibnn.trial.failures import NUMERICAL_FAILURES  # torch: imported on workers only
+
     status, evals = trial.status, []
     if status == "ok":
         try:
             evals = trial.evaluate()
             if writer.settings.boundaries:
                 writer.rows("boundaries", trial.boundary())
-        except _EVAL_FAILURES as err:
+        except NUMERICAL_FAILURES as err:  # others (out of memory, device) go to Tune: retried
             status = "solver_failed"
             writer.error = f"evaluation: {type(err).__name__}: {err}"
     writer.rows("evals", evals)
