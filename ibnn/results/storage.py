@@ -38,6 +38,7 @@ from ibnn.results.schema import REQUIRED, SCHEMAS, check_table
 __all__ = [
     "Storage",
     "build_table",
+    "conform",
     "read_table",
     "trial_file",
 ]
@@ -218,4 +219,14 @@ def read_table(storage: str | Storage, sweep: str, table: str) -> pa.Table:
     parts = [st.read_trial(sweep, table, tid) for tid in st.list_trial_ids(sweep, table)]
     if not parts:
         return schema.empty_table()
-    return pa.concat_tables([t.select(schema.names).cast(schema) for t in parts])
+    return pa.concat_tables([conform(t, schema) for t in parts])
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table read from a file, with exactly ``schema``: columns the file predates (optional
+    ones added to the contract later, e.g. ``node``) become nulls, extra columns are dropped."""
+    columns = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)

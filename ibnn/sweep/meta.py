@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from ibnn.results import Storage, read_table
+from ibnn.sweep.lease import LEASE_FILE
 
 __all__ = [
     "FolderError",
@@ -90,7 +91,7 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
     meta = storage.read_json(f"{sweep}/{SWEEP_JSON}") if storage.exists(sweep, SWEEP_JSON) else None
     if meta is None and storage.exists(sweep):
         selector = pafs.FileSelector(storage.path(sweep), allow_not_found=True)
-        if storage.fs.get_file_info(selector):
+        if [i for i in storage.fs.get_file_info(selector) if i.base_name != LEASE_FILE]:
             raise FolderError(
                 f"{where} exists and holds files but no {SWEEP_JSON}: it is not a sweep folder "
                 f"of this platform. Nothing was changed; choose another --storage or --name."

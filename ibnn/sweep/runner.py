@@ -17,6 +17,7 @@ from typing import Any
 
 from ibnn.results import Storage, read_table
 from ibnn.sweep.cli import SweepArgs, parse_args
+from ibnn.sweep.lease import Lease, LeaseError, took_over
 from ibnn.sweep.meta import (
     RAY_DIR,
     SWEEP_JSON,
@@ -26,6 +27,8 @@ from ibnn.sweep.meta import (
     tune_state_exists,
 )
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
+from ibnn.sweep.provenance import provenance
+from ibnn.sweep.resume_flags import check_resume_flags
 from ibnn.sweep.spec import SweepSpec
 from ibnn.sweep.trainable import TrialNamer, TrialSettings, make_trainable, mark_failed
 
@@ -48,11 +51,21 @@ def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
     try:
         plan = build_plan(spec, args)
         storage = Storage(args.storage)
+        lease = Lease(storage, plan.sweep)
+        lease.check()  # another live driver on this folder: refused, named
+        applied = check_resume_flags(spec, storage, plan.sweep, args)
         mode = check_folder(storage, plan.sweep, plan.spec_record, args.resume)
-    except (PlanError, FolderError) as err:
+        lease.acquire()
+    except (PlanError, FolderError, LeaseError) as err:
         print(f"sweeps/{spec.name}.py: error: {err}", file=sys.stderr)
         return 2
-    return run(spec, args, plan, storage, mode)
+    for line in applied + took_over(lease):
+        print(line, flush=True)
+    lease.start_heartbeat()
+    try:
+        return run(spec, args, plan, storage, mode)
+    finally:
+        lease.release()
 
 
 def _init_ray(address: str | None) -> bool:
@@ -101,6 +114,7 @@ def _write_start(
 
     rel = f"{plan.sweep}/{SWEEP_JSON}"
     old = storage.read_json(rel) if storage.exists(plan.sweep, SWEEP_JSON) else {}
+    origin = provenance()
     meta = {
         **old,
         "sweep": plan.sweep,
@@ -117,13 +131,16 @@ def _write_start(
         "neuron_source": plan.neuron_source,
         "resources_per_trial": resources,
         "ray_version": ray.__version__,
+        "provenance": origin,
         "ray_dir": storage.join_uri(plan.sweep, RAY_DIR),
         "status": "running",
         "finished": None,
     }
     if mode == "restore" and old.get("started"):
         meta["args"] = old.get("args", meta["args"])  # the arguments that started the sweep
-        meta["resumed"] = [*old.get("resumed", []), {"at": now(), "args": list(args.argv)}]
+        meta["provenance"] = old.get("provenance", origin)  # the code that started it
+        resumed = {"at": now(), "args": list(args.argv), "provenance": origin}
+        meta["resumed"] = [*old.get("resumed", []), resumed]
     else:
         meta["started"] = now()
         meta.pop("resumed", None)

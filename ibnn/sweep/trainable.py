@@ -1,6 +1,7 @@
 """The one Ray Tune trainable of every sweep: a trial runner that checkpoints every epoch.
 
-Per epoch: ``trial.run_epoch()``, then the trial's Parquet files are rewritten with all of its
+Per epoch: ``trial.run_epoch()`` (its record stamped with the host and Ray node it ran on),
+then the trial's Parquet files are rewritten with all of its
 rows so far, then the trial state is saved into a temporary folder and reported to Tune with
 ``tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))``. A restarted trial
 (retry after a failure, or a resumed sweep) loads ``tune.get_checkpoint()`` and continues; since
@@ -15,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import warnings
@@ -211,7 +213,7 @@ def _finish(writer: _Writer, trial: Any) -> str:
     status, evals = trial.status, []
     if status == "ok":
         try:
-            evals = trial.evaluate()
+            evals = [_where(row) for row in trial.evaluate()]
             if writer.settings.boundaries:
                 writer.rows("boundaries", trial.boundary())
         except NUMERICAL_FAILURES as err:  # others (out of memory, device) go to Tune: retried
@@ -256,7 +258,7 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
         return
     scratch = _staging_dir()
     while not trial.done:
-        trial.run_epoch()
+        _where(trial.run_epoch())  # the record, as kept in trial.records
         writer.rows("epochs", trial.records)
         status = _finish(writer, trial) if trial.done else trial.status
         writer.trial_row(status, trial.records)
@@ -264,6 +266,18 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
         with tempfile.TemporaryDirectory(prefix="ibnn-ckpt-", dir=scratch) as d:
             trial.save(os.path.join(d, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _where(row: dict[str, Any]) -> dict[str, Any]:
+    """Adds where a row was computed (columns ``node``, ``node_id``) unless the trial recorded it:
+    the host name and the Ray node id. Returns the same dict."""
+    import ray
+
+    row.setdefault("node", socket.gethostname())
+    row.setdefault(
+        "node_id", ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    )
+    return row
 
 
 def _last(records: list[Mapping[str, Any]], key: str) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,13 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """What a row records as its device: the GPU's name (e.g. "NVIDIA H200") or "cpu"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
 
 
 def _seed_of(seed: int, stream: int) -> int:
@@ -242,6 +250,8 @@ class Trial:
             "label_noise": float(cfg.label_noise),
             "selection": cfg.selection,
             "n_train": len(self.splits.y_train),
+            "node": socket.gethostname(),  # where this epoch (or evaluation) ran
+            "device": device_name(self.device),
         }
 
     # -- results --------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ def test_out_of_memory_is_retried_from_the_checkpoint_and_ends_ok(ray_session, t
     assert logs == [["0", "1", "2"]] * n
     rows = read_table(str(tmp_path), SWEEP, "epochs").to_pandas()
     assert not rows.duplicated(["trial_id", "epoch"]).any() and len(rows) == 3 * n
+    assert set(rows["device"]) == {"cpu"}  # the device the trial ran on, recorded per row
     evals = read_table(str(tmp_path), SWEEP, "evals").to_pandas()
     assert set(evals["trial_id"]) == set(trials["trial_id"])
     # The numbers equal those of the same trials run without failure and without Ray.
