@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,6 +35,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ibnn.results.schema import REQUIRED, SCHEMAS, check_table
+
+_READ_TRIES = 5  # reads of an object replaced while it was read (object storage only)
 
 __all__ = [
     "Storage",
@@ -94,15 +97,19 @@ class Storage:
 
     Args:
         uri: a local path (``~`` expanded, made absolute) or any URI pyarrow understands
-            (``s3://bucket/prefix``, ``gs://...``, ``file:///abs/path``).
+            (``s3://bucket/prefix``, ``gs://...``, ``file:///abs/path``), with its options in
+            the query string (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``
+            for MinIO, Ceph or another S3-compatible server).
     """
 
     def __init__(self, uri: str) -> None:
         if not uri:
             raise ValueError("storage must be a non-empty path or URI")
+        self.query = ""  # a URI's options (``endpoint_override=host:port&scheme=http``)
         if "://" in uri:
             self.fs, root = pafs.FileSystem.from_uri(uri)
-            self.uri = uri.rstrip("/")
+            base, _, self.query = uri.partition("?")
+            self.uri = base.rstrip("/")
         else:
             self.fs = pafs.LocalFileSystem()
             root = os.path.abspath(os.path.expanduser(uri))
@@ -111,15 +118,17 @@ class Storage:
         self.is_local = self.fs.type_name == "local"
 
     def __repr__(self) -> str:
-        return f"Storage({self.uri!r})"
+        return f"Storage({self.join_uri()!r})"
 
     def path(self, *parts: str) -> str:
         """Filesystem path (for ``self.fs``) of a location under the root."""
         return "/".join([self.root, *parts])
 
     def join_uri(self, *parts: str) -> str:
-        """URI (or absolute local path) of a location under the root, e.g. for Ray's storage."""
-        return "/".join([self.uri, *parts])
+        """URI (or absolute local path) of a location under the root, its options kept at the
+        end (``s3://b/root/sweep?endpoint_override=...``): what another process can open."""
+        joined = "/".join([self.uri, *parts])
+        return f"{joined}?{self.query}" if self.query else joined
 
     def exists(self, *parts: str) -> bool:
         """Whether a file or folder exists under the root."""
@@ -180,9 +189,19 @@ class Storage:
         return rel
 
     def read_trial(self, sweep: str, table: str, trial_id: str) -> pa.Table:
-        """One trial's file of a table, read in one go (whole before or after a rewrite)."""
-        data = self.read_bytes(f"{sweep}/{trial_file(table, trial_id)}")
-        return pq.read_table(pa.BufferReader(data))
+        """One trial's file of a table, read in one go (whole before or after a rewrite).
+
+        On object storage a read is a HEAD (the size) then a GET of that many bytes: an object
+        replaced in between (a running trial rewrites its files every epoch) reads as a
+        truncated file. Such a read is retried (up to ``_READ_TRIES`` times).
+        """
+        rel = f"{sweep}/{trial_file(table, trial_id)}"
+        for attempt in range(1, 1 if self.is_local else _READ_TRIES):
+            try:
+                return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
+            except pa.ArrowInvalid:
+                time.sleep(0.05 * attempt)
+        return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
 
     def list_trial_ids(self, sweep: str, table: str) -> list[str]:
         """Trial ids that have a file in a table (sorted)."""

@@ -29,6 +29,7 @@ __all__ = [
     "load_search_choice",
     "now",
     "split_sweep_path",
+    "tune_location",
     "tune_state_exists",
 ]
 
@@ -61,12 +62,26 @@ def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def tune_location(storage: Storage, *parts: str) -> tuple[str, pafs.FileSystem | None]:
+    """Where Ray Tune finds a location under the results root: ``(storage_path,
+    storage_filesystem)`` for ``tune.RunConfig`` and ``Tuner.restore``/``can_restore``.
+
+    A local folder is given as its path. Anything else is given as the path on the results'
+    own pyarrow filesystem, with that filesystem: Ray would otherwise rebuild one from the URI
+    and lose its options (an ``endpoint_override`` of an S3-compatible server, say).
+    """
+    if storage.is_local:
+        return storage.join_uri(*parts), None
+    return storage.path(*parts), storage.fs
+
+
 def tune_state_exists(storage: Storage, sweep: str) -> bool:
     """Whether the sweep folder holds a Ray Tune state that ``Tuner.restore`` can continue."""
     from ray import tune
 
+    path, fs = tune_location(storage, sweep, RAY_DIR)
     try:
-        return bool(tune.Tuner.can_restore(storage.join_uri(sweep, RAY_DIR)))
+        return bool(tune.Tuner.can_restore(path, storage_filesystem=fs))
     except Exception:  # an unreachable or malformed location: nothing restorable there
         return False
 

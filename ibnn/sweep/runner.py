@@ -24,6 +24,7 @@ from ibnn.sweep.meta import (
     FolderError,
     check_folder,
     now,
+    tune_location,
     tune_state_exists,
 )
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
@@ -186,9 +187,11 @@ def _build_tuner(
 
     from ibnn.sweep.progress import SweepProgress
 
-    experiment_path = storage.join_uri(plan.sweep, RAY_DIR)
     if mode == "restore":
-        return tune.Tuner.restore(experiment_path, trainable=trainable, resume_errored=True)
+        path, fs = tune_location(storage, plan.sweep, RAY_DIR)
+        return tune.Tuner.restore(
+            path, trainable=trainable, resume_errored=True, storage_filesystem=fs
+        )
     constants = {**plan.constants, "device": device}
     if plan.kind == "grid":
         param_space = {**constants, "variant": tune.grid_search(list(plan.variants))}
@@ -206,9 +209,11 @@ def _build_tuner(
         trial_name_creator=TrialNamer(settings),
         trial_dirname_creator=TrialNamer(settings, folder=True),
     )
+    storage_path, storage_fs = tune_location(storage, plan.sweep)
     run_config = tune.RunConfig(
         name=RAY_DIR,
-        storage_path=storage.join_uri(plan.sweep),
+        storage_path=storage_path,
+        storage_filesystem=storage_fs,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         callbacks=[SweepProgress(plan.expected_trials, plan.label_keys)],
@@ -261,7 +266,7 @@ def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage
     resources, device = _resources(args)
     meta = _write_start(storage, spec, args, plan, mode, resources)
     settings = TrialSettings(
-        storage=storage.uri,
+        storage=storage.join_uri(),
         sweep=plan.sweep,
         experiment=plan.experiment,
         trial_module=args.trial_module,

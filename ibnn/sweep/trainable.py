@@ -189,16 +189,24 @@ def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
 
 
 def _staging_dir() -> str | None:
-    """Where checkpoints are staged before Tune persists them: the trial's local folder inside
-    Ray's temp dir (None outside a Tune session), so a worker killed mid-epoch leaves its
-    staging folder there rather than loose in /tmp."""
+    """Where checkpoints are staged before Tune persists them (None outside a Tune session).
+
+    Inside Ray's session folder, so a worker killed mid-epoch leaves its staging folder there
+    rather than loose in /tmp, but beside the experiment's ``driver_artifacts`` rather than in
+    the trial's folder there (``get_trial_dir()``): Tune uploads that folder with its
+    experiment state, and a staging folder removed during the upload made it fail loudly
+    ("Saving experiment state ... failed", FileNotFoundError on ``ibnn-ckpt-*/trial.pt``).
+    """
     from ray import tune
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # outside a session Ray warns and returns None
-        path = tune.get_context().get_trial_dir()
-    if path is not None:
-        os.makedirs(path, exist_ok=True)
+        trial_dir = tune.get_context().get_trial_dir()
+    if trial_dir is None:
+        return None
+    experiment = os.path.dirname(os.path.dirname(os.path.abspath(trial_dir)))
+    path = os.path.join(experiment, "checkpoint_staging", os.path.basename(trial_dir))
+    os.makedirs(path, exist_ok=True)
     return path
 
 

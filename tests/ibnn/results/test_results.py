@@ -162,3 +162,14 @@ def test_files_written_before_an_optional_column_existed_still_read(tmp_path):
     assert table.schema == SCHEMAS["epochs"]
     assert table.column("node").to_pylist() == [None, "gpu-3"]
     assert table.column("device").to_pylist() == [None, "NVIDIA H200"]
+
+
+def test_uri_options_stay_at_the_end_of_joined_uris():
+    """pyarrow's URI form for S3-compatible servers: the endpoint is in the query string."""
+    st = Storage("s3://bucket/root/?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert st.root == "bucket/root" and st.path("sw", "epochs") == "bucket/root/sw/epochs"
+    assert st.join_uri("sw", "ray") == (
+        "s3://bucket/root/sw/ray?endpoint_override=127.0.0.1:9000&scheme=http"
+    )
+    assert st.join_uri() == "s3://bucket/root?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert Storage(st.join_uri("sw")).root == "bucket/root/sw"  # another process can open it
