@@ -17,6 +17,7 @@ from typing import Any
 
 from ibnn.results import Storage, read_table
 from ibnn.sweep.cli import SweepArgs, parse_args
+from ibnn.sweep.datastage import stage_dataset
 from ibnn.sweep.lease import Lease, LeaseError, took_over
 from ibnn.sweep.meta import (
     RAY_DIR,
@@ -224,6 +225,19 @@ def _build_tuner(
     )
 
 
+def _stage(storage: Storage, args: SweepArgs, plan: SweepPlan) -> str:
+    """Stages the sweep's dataset for the cluster's nodes; stops with one message if the driver
+    has no copy of it (before anything is written into the sweep folder)."""
+    from ibnn.trial.data import DatasetNotFoundError
+
+    try:
+        return stage_dataset(storage, plan.dataset, args.data_root, args.download) or ""
+    except DatasetNotFoundError as err:
+        raise SystemExit(
+            f"error: cannot stage the dataset for the cluster's nodes: {err}"
+        ) from None
+
+
 def _statuses(storage: Storage, sweep: str) -> dict[str, int]:
     """Trials per status in the sweep's trials table (ok, running, solver_failed, error, ...)."""
     rows = read_table(storage, sweep, "trials").column("status").to_pylist()
@@ -237,7 +251,7 @@ def run(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage, mod
     started = False
     try:
         started = _init_ray(args.address)
-        return _execute(spec, args, plan, storage, mode)
+        return _execute(spec, args, plan, storage, mode, stage_data=not started)
     except KeyboardInterrupt:  # Ctrl-C before Tune took over its handling
         return _interrupted(storage, plan)
     finally:
@@ -259,10 +273,22 @@ def _interrupted(storage: Storage, plan: SweepPlan) -> int:
     return 130
 
 
-def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage, mode: str) -> int:
-    """Builds or restores the Tuner, runs it and records the outcome; returns the exit code."""
+def _execute(
+    spec: SweepSpec,
+    args: SweepArgs,
+    plan: SweepPlan,
+    storage: Storage,
+    mode: str,
+    stage_data: bool = False,
+) -> int:
+    """Builds or restores the Tuner, runs it and records the outcome; returns the exit code.
+
+    ``stage_data``: the sweep runs on a cluster it joined (other nodes may lack the dataset):
+    stage it first (``ibnn.sweep.datastage``).
+    """
     from ray import tune
 
+    data_stage = _stage(storage, args, plan) if stage_data else ""
     resources, device = _resources(args)
     meta = _write_start(storage, spec, args, plan, mode, resources)
     settings = TrialSettings(
@@ -272,6 +298,7 @@ def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage
         trial_module=args.trial_module,
         drop_keys=spec.search_only_keys,
         boundaries=spec.boundaries,
+        data_stage=data_stage,
     )
     trainable = tune.with_resources(make_trainable(settings), resources)
     verb = "Resuming" if mode == "restore" else "Starting"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibnn.results import Storage
+from ibnn.sweep.datastage import fetch_dataset
 from ibnn.sweep.meta import now
 
 __all__ = [
@@ -56,6 +57,7 @@ class TrialSettings:
     trial_module: str = "ibnn.trial"  # module providing Trial and TrialConfig
     drop_keys: tuple[str, ...] = ()  # search-only keys of the config, not TrialConfig fields
     boundaries: bool = False  # also write trial.boundary() (toy2d)
+    data_stage: str = ""  # where the driver staged the dataset (fetched per node); "": nowhere
 
 
 def load_trial_api(module: str) -> tuple[type, type]:
@@ -239,6 +241,9 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     trial_cls, config_cls = load_trial_api(settings.trial_module)
     flat = flatten_config(config, settings.drop_keys)
     cfg = config_cls.from_dict(flat)
+    if settings.data_stage:  # the node's copy of the staged dataset, verified; never download
+        fetch_dataset(settings.data_stage, cfg.dataset, cfg.data_root)
+        cfg = cfg.replace(download=False)
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
     writer = _Writer(settings, tid, cfg_dict)
