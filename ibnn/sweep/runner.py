@@ -28,6 +28,7 @@ from ibnn.sweep.meta import (
     tune_location,
     tune_state_exists,
 )
+from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
 from ibnn.sweep.provenance import provenance
 from ibnn.sweep.resume_flags import check_resume_flags
@@ -36,7 +37,6 @@ from ibnn.sweep.trainable import TrialNamer, TrialSettings, make_trainable, mark
 
 __all__ = ["DEFAULT_GPU_FRACTION", "main", "run"]
 
-DEFAULT_GPU_FRACTION = 0.25  # a small model takes a quarter of a card by default
 CHECKPOINTS_KEPT = 2  # per trial; older epoch checkpoints are deleted
 OPTUNA_DB = "optuna.db"  # a search's study, beside its Parquet tables
 
@@ -96,8 +96,8 @@ def _resources(args: SweepArgs) -> tuple[dict[str, float], str]:
     import ray
 
     gpus = args.gpus_per_trial
-    if gpus is None:
-        gpus = DEFAULT_GPU_FRACTION if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if gpus is None:  # what the cluster can provide, not only what is up now
+        gpus = default_gpu_share(ray.cluster_resources())
     request = {"cpu": args.cpus_per_trial}
     if gpus > 0:
         request["gpu"] = gpus
