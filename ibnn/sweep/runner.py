@@ -30,6 +30,7 @@ from ibnn.sweep.meta import (
 )
 from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
+from ibnn.sweep.preflight import PreflightError, check_ray_address
 from ibnn.sweep.provenance import provenance
 from ibnn.sweep.resume_flags import check_resume_flags
 from ibnn.sweep.spec import SweepSpec
@@ -77,6 +78,10 @@ def _init_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
+    try:
+        check_ray_address(address)  # a dead head is reported in seconds, not waited on
+    except PreflightError as err:
+        raise SystemExit(f"error: {err}") from None
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
     except ConnectionError as err:
