@@ -58,6 +58,7 @@ class SweepArgs:
     search_seed: int  # sampler seed of a search
     trial_module: str  # module providing Trial and TrialConfig
     argv: tuple[str, ...]  # the raw arguments, for sweep.json
+    verbose: bool = False  # one console line per trial epoch (default: a status line)
 
 
 def _int_at_least(flag: str, low: int):
@@ -264,6 +265,11 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         help="cap on trials running at once (default: as many as resources allow)",
     )
     s.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print one line per finished trial epoch (default: a status line every 10 s)",
+    )
+    s.add_argument(
         "--trial-module",
         default="ibnn.trial",
         help="module providing Trial and TrialConfig (default: ibnn.trial; tests use a fake)",
@@ -343,4 +349,5 @@ def _validate(
         search_seed=getattr(ns, "search_seed", 0),
         trial_module=ns.trial_module,
         argv=raw,
+        verbose=ns.verbose,
     )

@@ -22,7 +22,7 @@ from ibnn.sweep.spec import SweepSpec
 __all__ = ["APPLIED_ON_RESUME", "changed_flags", "check_resume_flags"]
 
 # SweepArgs fields a resumed run may change: they are the driver's own, not part of Tune's state.
-APPLIED_ON_RESUME: frozenset[str] = frozenset({"address"})
+APPLIED_ON_RESUME: frozenset[str] = frozenset({"address", "verbose"})
 # SweepArgs fields that are bookkeeping, not flags of their own.
 _NOT_FLAGS = ("resume", "argv", "w_extent_given")
 

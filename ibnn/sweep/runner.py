@@ -222,7 +222,7 @@ def _build_tuner(
         storage_filesystem=storage_fs,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-        callbacks=[SweepProgress(plan.expected_trials, plan.label_keys)],
+        callbacks=[SweepProgress(plan.expected_trials, plan.label_keys, verbose=args.verbose)],
         verbose=0,
     )
     return tune.Tuner(

@@ -237,6 +237,9 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
+    # UCN's "same" padding with an even kernel (k = 4 on 28 x 28) is intended (DESIGN section 3);
+    # torch says so once per process, i.e. once per trial on a sweep's console.
+    warnings.filterwarnings("ignore", "Using padding='same' with even kernel", UserWarning)
 
     trial_cls, config_cls = load_trial_api(settings.trial_module)
     flat = flatten_config(config, settings.drop_keys)
