@@ -30,7 +30,7 @@ from ibnn.sweep.meta import (
 )
 from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
-from ibnn.sweep.preflight import PreflightError, check_ray_address
+from ibnn.sweep.preflight import PreflightError, check_ray_address, resolve_ray_address
 from ibnn.sweep.provenance import provenance
 from ibnn.sweep.resume_flags import check_resume_flags
 from ibnn.sweep.spec import SweepSpec
@@ -255,8 +255,9 @@ def run(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage, mod
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
     started = False
     try:
+        joins = resolve_ray_address(args.address)[0] is not None  # an existing cluster
         started = _init_ray(args.address)
-        return _execute(spec, args, plan, storage, mode, stage_data=not started)
+        return _execute(spec, args, plan, storage, mode, stage_data=joins or not started)
     except KeyboardInterrupt:  # Ctrl-C before Tune took over its handling
         return _interrupted(storage, plan)
     finally:
