@@ -15,6 +15,9 @@ renamed over the target (readers never see half a file; ``pandas.read_parquet`` 
 start with "."). Object stores (S3, GCS) make a single PUT visible atomically, so there the file is
 written in place.
 
+A finished sweep can be compacted (``compact_table``; ``python -m ibnn.sweep compact DIR``): each
+table's files are replaced by one, ``<table>/all-trials.parquet``; readers take both layouts.
+
 Every table has the fixed pyarrow schema of ``ibnn.results.schema`` (the contract), so
 ``pandas.read_parquet("<storage>/<sweep>/epochs")`` reads all files of a table at once with
 consistent dtypes.
@@ -28,19 +31,25 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ibnn.results.schema import REQUIRED, SCHEMAS, check_table
 
 _READ_TRIES = 5  # reads of an object replaced while it was read (object storage only)
+READ_THREADS = 16  # files read at once
+COMPACT_FILE = "all-trials.parquet"  # a compacted table's one file (not a trial id)
 
 __all__ = [
+    "COMPACT_FILE",
     "Storage",
     "build_table",
+    "compact_table",
     "conform",
     "read_table",
     "trial_file",
@@ -204,7 +213,7 @@ class Storage:
         return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
 
     def list_trial_ids(self, sweep: str, table: str) -> list[str]:
-        """Trial ids that have a file in a table (sorted)."""
+        """Trial ids that have a file of their own in a table (sorted)."""
         check_table(table)
         if not self.exists(sweep, table):
             return []
@@ -212,8 +221,16 @@ class Storage:
         return sorted(
             i.base_name[: -len(".parquet")]
             for i in infos
-            if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")
+            if i.base_name.endswith(".parquet")
+            and not i.base_name.startswith(".")
+            and i.base_name != COMPACT_FILE
         )
+
+    def read_compacted(self, sweep: str, table: str) -> pa.Table | None:
+        """A table's compacted file (``compact_table``), None if it has none."""
+        if not self.exists(sweep, table, COMPACT_FILE):
+            return None
+        return pq.read_table(pa.BufferReader(self.read_bytes(f"{sweep}/{table}/{COMPACT_FILE}")))
 
 
 def read_table(storage: str | Storage, sweep: str, table: str) -> pa.Table:
@@ -235,10 +252,39 @@ def read_table(storage: str | Storage, sweep: str, table: str) -> pa.Table:
     check_table(table)
     st = storage if isinstance(storage, Storage) else Storage(storage)
     schema = SCHEMAS[table]
-    parts = [st.read_trial(sweep, table, tid) for tid in st.list_trial_ids(sweep, table)]
+    tids = st.list_trial_ids(sweep, table)
+    with ThreadPoolExecutor(READ_THREADS) as pool:  # object stores answer in parallel
+        parts = list(pool.map(lambda tid: st.read_trial(sweep, table, tid), tids))
+    compacted = st.read_compacted(sweep, table)
+    if compacted is not None:  # a trial's own file (rewritten whole) replaces its old rows
+        mine = pc.is_in(compacted.column("trial_id"), value_set=pa.array(tids, pa.string()))
+        parts.insert(0, compacted.filter(pc.invert(mine)))
     if not parts:
         return schema.empty_table()
     return pa.concat_tables([conform(t, schema) for t in parts])
+
+
+def compact_table(storage: Storage, sweep: str, table: str) -> int:
+    """Replaces a finished sweep's per-trial files of one table by one file, ``COMPACT_FILE``.
+
+    The compacted file is written (atomically) before the trial files are deleted; a reader
+    that meets both keeps a trial's own file (see ``read_table``), so an interruption anywhere
+    loses nothing. Run it only on a sweep that no driver is writing.
+
+    Returns:
+        The number of rows in the compacted file.
+    """
+    tids = storage.list_trial_ids(sweep, table)
+    if not tids:  # nothing to do (no files, or compacted already)
+        done = storage.read_compacted(sweep, table)
+        return 0 if done is None else done.num_rows
+    merged = read_table(storage, sweep, table)
+    buf = io.BytesIO()
+    pq.write_table(merged, buf)
+    storage.write_bytes(f"{sweep}/{table}/{COMPACT_FILE}", buf.getvalue())
+    for tid in tids:
+        storage.fs.delete_file(storage.path(sweep, trial_file(table, tid)))
+    return merged.num_rows
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

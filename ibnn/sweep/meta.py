@@ -139,13 +139,14 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
 
 def split_sweep_path(path: str) -> tuple[str, str]:
     """Splits ``<storage>/<sweep>`` (path or URI) into the storage root and the sweep name."""
-    p = path.rstrip("/")
+    p, _, query = path.partition("?")  # a URI's options stay with the root
+    p = p.rstrip("/")
     if "://" not in p:
         p = os.path.abspath(os.path.expanduser(p))
     root, _, name = p.rpartition("/")
     if not name or not root or root.endswith(":/"):
         raise FolderError(f"expected a sweep folder <storage>/<sweep>, got {path!r}")
-    return root, name
+    return (f"{root}?{query}" if query else root), name
 
 
 def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
