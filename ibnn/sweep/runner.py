@@ -30,7 +30,13 @@ from ibnn.sweep.meta import (
 )
 from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
-from ibnn.sweep.preflight import PreflightError, check_ray_address, resolve_ray_address
+from ibnn.sweep.preflight import (
+    PreflightError,
+    check_ray_address,
+    check_workers,
+    driver_versions,
+    resolve_ray_address,
+)
 from ibnn.sweep.provenance import provenance
 from ibnn.sweep.resume_flags import check_resume_flags
 from ibnn.sweep.spec import SweepSpec
@@ -296,6 +302,10 @@ def _execute(
 
     data_stage = _stage(storage, args, plan) if stage_data else ""
     resources, device = _resources(args)
+    try:
+        check_workers(storage.join_uri(), resources, driver_versions())
+    except PreflightError as err:
+        raise SystemExit(f"error: {err}") from None
     meta = _write_start(storage, spec, args, plan, mode, resources)
     settings = TrialSettings(
         storage=storage.join_uri(),

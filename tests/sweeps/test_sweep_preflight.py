@@ -1,5 +1,6 @@
 """Preflight: a Ray address that no longer answers (a dead head's ray_current_cluster, or an
-explicit --address) stops the sweep within seconds with one message, writing nothing."""
+explicit --address) stops the sweep within seconds with one message, writing nothing; every
+node that can run trials writes to the storage and runs the driver's versions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import socket
 import subprocess
 import time
 
+import pytest
+
+from ibnn.sweep.preflight import PreflightError, check_workers, driver_versions
 from tests.sweeps.conftest import FAKE, REPO, python, ray_env
 
 
@@ -36,3 +40,20 @@ def test_a_dead_head_is_reported_within_seconds(short_tmp):
         assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr
         assert took < 60, took  # python and imports included; Ray would wait for minutes
         assert not storage.exists() or not any(storage.iterdir())  # nothing written
+
+
+def test_each_node_writes_to_storage_and_runs_the_drivers_versions(ray_session, tmp_path):
+    expected = driver_versions()
+    (record,) = check_workers(str(tmp_path), {"cpu": 1.0}, expected)
+    assert record["host"] == socket.gethostname() and record["error"] == ""
+    assert record["node_id"] == ray_session.get_runtime_context().get_node_id()
+    assert list((tmp_path / ".preflight").iterdir()) == []  # the probe file was removed
+    other = {**expected, "ray": "0.0.1"}
+    with pytest.raises(
+        PreflightError, match=rf"runs ray {ray_session.__version__} \(driver: 0.0.1\)"
+    ):
+        check_workers(str(tmp_path), {"cpu": 1.0}, other)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the results root should be")
+    with pytest.raises(PreflightError, match=f"cannot write to {blocked}"):
+        check_workers(str(blocked), {"cpu": 1.0}, expected)
