@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ibnn.results import Storage, read_table
+from ibnn.sweep.checkpoints import checkpoints_kept, prune_checkpoints
 from ibnn.sweep.cli import SweepArgs, parse_args
 from ibnn.sweep.datastage import stage_dataset
 from ibnn.sweep.lease import Lease, LeaseError, took_over
@@ -44,7 +45,6 @@ from ibnn.sweep.trainable import TrialNamer, TrialSettings, make_trainable, mark
 
 __all__ = ["DEFAULT_GPU_FRACTION", "main", "run"]
 
-CHECKPOINTS_KEPT = 2  # per trial; older epoch checkpoints are deleted
 OPTUNA_DB = "optuna.db"  # a search's study, beside its Parquet tables
 
 
@@ -227,7 +227,7 @@ def _build_tuner(
         storage_path=storage_path,
         storage_filesystem=storage_fs,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_kept(storage)),
         callbacks=[SweepProgress(plan.expected_trials, plan.label_keys, verbose=args.verbose)],
         verbose=0,
     )
@@ -350,6 +350,8 @@ def _execute(
     ok = status.get("ok", 0)
     failed = sum(n for s, n in status.items() if s not in ("ok", "running"))
     done = ok + failed >= plan.expected_trials
+    if done and checkpoints_kept(storage) is None:
+        prune_checkpoints(storage, f"{plan.sweep}/{RAY_DIR}")
     meta.update(
         status="finished" if done else "interrupted",
         finished=now() if done else None,

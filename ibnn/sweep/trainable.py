@@ -246,7 +246,7 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     cfg = config_cls.from_dict(flat)
     if settings.data_stage:  # the node's copy of the staged dataset, verified; never download
         fetch_dataset(settings.data_stage, cfg.dataset, cfg.data_root)
-        cfg = cfg.replace(download=False)
+        cfg = config_cls.from_dict({**flat, "download": False})
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
     writer = _Writer(settings, tid, cfg_dict)

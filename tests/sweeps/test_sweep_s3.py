@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from pyarrow.fs import FileSelector, FileType
 
 from ibnn.results import Storage, read_table
 from tests.sweeps.conftest import FAKE, REPO, kill_leftovers, python, ray_env
@@ -78,8 +79,18 @@ def test_s3_sweep_killed_resumed_and_analysed(short_tmp):
             f"/df/ray?endpoint_override=127.0.0.1:{server.port}&scheme=http"
         )
         assert not st.exists("df", "driver.lease.json")  # released at the end
-        # Ray's own state and the checkpoints went to the same server (storage_filesystem).
+        # Ray's own state and the checkpoints went to the same server (storage_filesystem);
+        # every checkpoint was kept while the sweep ran (a resume must find the one Tune's
+        # state names), and the finished sweep kept each trial's last one only.
         assert st.exists("df", "ray", "tuner.pkl")
+        trial_dirs = [
+            i.path for i in st.fs.get_file_info(FileSelector(st.path("df", "ray")))
+            if i.type == FileType.Directory
+        ]  # fmt: skip
+        assert len(trial_dirs) >= 8
+        for d in trial_dirs:
+            names = [i.base_name for i in st.fs.get_file_info(FileSelector(d))]
+            assert len([n for n in names if n.startswith("checkpoint_")]) == 1, (d, names)
 
         out = short_tmp / "dashboard.html"
         done = subprocess.run(
