@@ -296,14 +296,15 @@ def _execute(
     """Builds or restores the Tuner, runs it and records the outcome; returns the exit code.
 
     ``stage_data``: the sweep runs on a cluster it joined (other nodes may lack the dataset):
-    stage it first (``ibnn.sweep.datastage``).
+    stage it first (``ibnn.sweep.datastage``) and check the nodes (``preflight.check_workers``).
     """
     from ray import tune
 
     data_stage = _stage(storage, args, plan) if stage_data else ""
     resources, device = _resources(args)
-    try:
-        check_workers(storage.join_uri(), resources, driver_versions())
+    try:  # other machines: storage writable there, same versions (one machine: it is this one)
+        if stage_data:
+            check_workers(storage.join_uri(), resources, driver_versions())
     except PreflightError as err:
         raise SystemExit(f"error: {err}") from None
     meta = _write_start(storage, spec, args, plan, mode, resources)
