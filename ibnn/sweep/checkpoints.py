@@ -2,11 +2,12 @@
 
 Tune deletes a trial's older checkpoints (``CheckpointConfig(num_to_keep)``) as soon as a new
 one is registered, but it uploads its experiment state (which names each trial's latest
-checkpoint) to object storage in the background, skipping uploads while one is running. After
-a driver crash on object storage, ``--resume`` could then restore a trial from a checkpoint
-already deleted ("Could not recover from checkpoint as it does not exist on storage anymore"),
-and the trial failed on every retry. On object storage trials therefore keep every checkpoint
-while the sweep runs, and a finished sweep deletes all but each trial's last.
+checkpoint) to the storage in the background, skipping uploads while one is running. After
+a driver crash, ``--resume`` could then restore a trial from a checkpoint already deleted
+("Could not recover from checkpoint as it does not exist on storage anymore"), and the trial
+failed on every retry. Seen on object storage and, less often, on a local disk (Tune stages
+its state and copies it there too). Trials therefore keep every checkpoint while the sweep
+runs, and a finished sweep deletes all but each trial's last.
 """
 
 from __future__ import annotations
@@ -15,14 +16,9 @@ import pyarrow.fs as pafs
 
 from ibnn.results import Storage
 
-__all__ = ["KEPT_LOCAL", "checkpoints_kept", "prune_checkpoints"]
+__all__ = ["KEPT_WHILE_RUNNING", "prune_checkpoints"]
 
-KEPT_LOCAL = 2  # per trial on a local or shared disk, where Tune's state is written in place
-
-
-def checkpoints_kept(storage: Storage) -> int | None:
-    """``CheckpointConfig(num_to_keep)`` for this storage: None (all) on object storage."""
-    return KEPT_LOCAL if storage.is_local else None
+KEPT_WHILE_RUNNING = None  # ``CheckpointConfig(num_to_keep)``: every checkpoint of a trial
 
 
 def prune_checkpoints(storage: Storage, ray_dir: str) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ibnn.results import Storage, read_table
-from ibnn.sweep.checkpoints import checkpoints_kept, prune_checkpoints
+from ibnn.sweep.checkpoints import KEPT_WHILE_RUNNING, prune_checkpoints
 from ibnn.sweep.cli import SweepArgs, parse_args
 from ibnn.sweep.datastage import stage_dataset
 from ibnn.sweep.lease import Lease, LeaseError, took_over
@@ -227,7 +227,7 @@ def _build_tuner(
         storage_path=storage_path,
         storage_filesystem=storage_fs,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_kept(storage)),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_WHILE_RUNNING),
         callbacks=[SweepProgress(plan.expected_trials, plan.label_keys, verbose=args.verbose)],
         verbose=0,
     )
@@ -351,7 +351,7 @@ def _execute(
     ok = status.get("ok", 0)
     failed = sum(n for s, n in status.items() if s not in ("ok", "running"))
     done = ok + failed >= plan.expected_trials
-    if done and checkpoints_kept(storage) is None:
+    if done:  # no trial will be restored any more: keep each one's last checkpoint only
         prune_checkpoints(storage, f"{plan.sweep}/{RAY_DIR}")
     meta.update(
         status="finished" if done else "interrupted",
