@@ -1,15 +1,18 @@
 """Reading sweeps from `<storage>/<sweep>/{epochs,evals,boundaries}/*.parquet` and sweep.json.
 
-Files are read one by one with pyarrow, so that one corrupt file is named in a warning and the
-rest are still read. Temporary files (names starting with ".") of an in-progress atomic write are
-ignored. Local folders and any URI that `pyarrow.fs.FileSystem.from_uri` understands (s3://...)
-are accepted.
+Files are read with pyarrow, several at once (threads: object stores answer in parallel), each
+on its own, so that one corrupt file is named in a warning and the rest are still read. A
+compacted table (one ``all-trials.parquet``, ``python -m ibnn.sweep compact``) is read the same
+way; a trial's own file, if it also has one, replaces its rows there. Temporary files (names
+starting with ".") of an in-progress atomic write are ignored. Local folders and any URI that
+`pyarrow.fs.FileSystem.from_uri` understands (s3://...) are accepted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -19,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ibnn.results.schema import IDENTITY, REQUIRED, ROW_KEYS, TABLES
+from ibnn.results.storage import COMPACT_FILE, READ_THREADS
 from ibnn.vocab import EXPERIMENTS
 
 __all__ = [
@@ -136,19 +140,29 @@ def _read_table(
     if not _is_dir(fs, tdir):
         return pd.DataFrame(), 0
     infos = fs.get_file_info(pafs.FileSelector(tdir, recursive=False))
-    files = sorted(
-        i.path
-        for i in infos
-        if i.type == pafs.FileType.File
-        and i.base_name.endswith(".parquet")
-        and not i.base_name.startswith(".")
+    files = sorted(  # a compacted table's one file first: a trial's own file overrides it
+        (
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.File
+            and i.base_name.endswith(".parquet")
+            and not i.base_name.startswith(".")
+        ),
+        key=lambda p: (PurePosixPath(p).name != COMPACT_FILE, p),
     )
-    frames = []
-    for path in files:
+
+    def read(path: str) -> pd.DataFrame | str:
         try:
-            df = pq.read_table(path, filesystem=fs).to_pandas()
+            return pq.read_table(path, filesystem=fs).to_pandas()
         except (pa.ArrowException, OSError, ValueError) as exc:
-            warnings.append(f"skipped corrupt file {path} ({type(exc).__name__}: {exc})")
+            return f"skipped corrupt file {path} ({type(exc).__name__}: {exc})"
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:  # many small files: read them in parallel
+        read_all = list(pool.map(read, files))
+    frames, own, compacted = [], set(), None
+    for path, df in zip(files, read_all, strict=True):
+        if isinstance(df, str):
+            warnings.append(df)
             continue
         missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
         if missing:
@@ -158,7 +172,14 @@ def _read_table(
             df["sweep"] = sweep
         if "trial_id" not in df.columns:
             df["trial_id"] = PurePosixPath(path).stem
+        if PurePosixPath(path).name != COMPACT_FILE:
+            own.add(PurePosixPath(path).stem)
+        elif not df.empty:
+            compacted = df
+            continue
         frames.append(df)
+    if compacted is not None:  # its rows of trials that have their own file are stale
+        frames.insert(0, compacted[~compacted["trial_id"].isin(own)])
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=["sweep", "trial_id", *REQUIRED_COLUMNS[table]]), len(files)

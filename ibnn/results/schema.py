@@ -96,6 +96,13 @@ _DATA = [
     _Column("n_train", _I, False),  # training samples actually used
 ]
 
+# Where a row was computed (provenance; older sweeps lack these columns: null).
+_WHERE = [
+    _Column("node", _S, False),  # host name of the machine
+    _Column("node_id", _S, False),  # Ray node id ("" outside Ray)
+    _Column("device", _S, False),  # "cpu" or the GPU's name, e.g. "NVIDIA H200"
+]
+
 _EPOCHS = [
     *_IDENTITY,
     *_MODEL,
@@ -121,6 +128,7 @@ _EPOCHS = [
     _Column("solver_iters_max", _F, False),
     _Column("solver_backward_iters", _F, False),
     _Column("eval_nonconverged_frac", _F, False),  # non-converged fraction on the test split
+    *_WHERE,
 ]
 _EVALS = [
     *_IDENTITY,
@@ -133,6 +141,7 @@ _EVALS = [
     _Column("value", _F, False),  # loss, or the norm / curvature
     _Column("n", _I, False),  # test samples evaluated
     _Column("nonconverged_frac", _F, False),
+    *_WHERE,
 ]
 _BOUNDARIES = [
     *_IDENTITY,

@@ -15,6 +15,9 @@ renamed over the target (readers never see half a file; ``pandas.read_parquet`` 
 start with "."). Object stores (S3, GCS) make a single PUT visible atomically, so there the file is
 written in place.
 
+A finished sweep can be compacted (``compact_table``; ``python -m ibnn.sweep compact DIR``): each
+table's files are replaced by one, ``<table>/all-trials.parquet``; readers take both layouts.
+
 Every table has the fixed pyarrow schema of ``ibnn.results.schema`` (the contract), so
 ``pandas.read_parquet("<storage>/<sweep>/epochs")`` reads all files of a table at once with
 consistent dtypes.
@@ -25,19 +28,29 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ibnn.results.schema import REQUIRED, SCHEMAS, check_table
 
+_READ_TRIES = 5  # reads of an object replaced while it was read (object storage only)
+READ_THREADS = 16  # files read at once
+COMPACT_FILE = "all-trials.parquet"  # a compacted table's one file (not a trial id)
+
 __all__ = [
+    "COMPACT_FILE",
     "Storage",
     "build_table",
+    "compact_table",
+    "conform",
     "read_table",
     "trial_file",
 ]
@@ -93,15 +106,19 @@ class Storage:
 
     Args:
         uri: a local path (``~`` expanded, made absolute) or any URI pyarrow understands
-            (``s3://bucket/prefix``, ``gs://...``, ``file:///abs/path``).
+            (``s3://bucket/prefix``, ``gs://...``, ``file:///abs/path``), with its options in
+            the query string (``s3://bucket/prefix?endpoint_override=host:port&scheme=http``
+            for MinIO, Ceph or another S3-compatible server).
     """
 
     def __init__(self, uri: str) -> None:
         if not uri:
             raise ValueError("storage must be a non-empty path or URI")
+        self.query = ""  # a URI's options (``endpoint_override=host:port&scheme=http``)
         if "://" in uri:
             self.fs, root = pafs.FileSystem.from_uri(uri)
-            self.uri = uri.rstrip("/")
+            base, _, self.query = uri.partition("?")
+            self.uri = base.rstrip("/")
         else:
             self.fs = pafs.LocalFileSystem()
             root = os.path.abspath(os.path.expanduser(uri))
@@ -110,15 +127,17 @@ class Storage:
         self.is_local = self.fs.type_name == "local"
 
     def __repr__(self) -> str:
-        return f"Storage({self.uri!r})"
+        return f"Storage({self.join_uri()!r})"
 
     def path(self, *parts: str) -> str:
         """Filesystem path (for ``self.fs``) of a location under the root."""
         return "/".join([self.root, *parts])
 
     def join_uri(self, *parts: str) -> str:
-        """URI (or absolute local path) of a location under the root, e.g. for Ray's storage."""
-        return "/".join([self.uri, *parts])
+        """URI (or absolute local path) of a location under the root, its options kept at the
+        end (``s3://b/root/sweep?endpoint_override=...``): what another process can open."""
+        joined = "/".join([self.uri, *parts])
+        return f"{joined}?{self.query}" if self.query else joined
 
     def exists(self, *parts: str) -> bool:
         """Whether a file or folder exists under the root."""
@@ -179,12 +198,22 @@ class Storage:
         return rel
 
     def read_trial(self, sweep: str, table: str, trial_id: str) -> pa.Table:
-        """One trial's file of a table, read in one go (whole before or after a rewrite)."""
-        data = self.read_bytes(f"{sweep}/{trial_file(table, trial_id)}")
-        return pq.read_table(pa.BufferReader(data))
+        """One trial's file of a table, read in one go (whole before or after a rewrite).
+
+        On object storage a read is a HEAD (the size) then a GET of that many bytes: an object
+        replaced in between (a running trial rewrites its files every epoch) reads as a
+        truncated file. Such a read is retried (up to ``_READ_TRIES`` times).
+        """
+        rel = f"{sweep}/{trial_file(table, trial_id)}"
+        for attempt in range(1, 1 if self.is_local else _READ_TRIES):
+            try:
+                return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
+            except pa.ArrowInvalid:
+                time.sleep(0.05 * attempt)
+        return pq.read_table(pa.BufferReader(self.read_bytes(rel)))
 
     def list_trial_ids(self, sweep: str, table: str) -> list[str]:
-        """Trial ids that have a file in a table (sorted)."""
+        """Trial ids that have a file of their own in a table (sorted)."""
         check_table(table)
         if not self.exists(sweep, table):
             return []
@@ -192,8 +221,16 @@ class Storage:
         return sorted(
             i.base_name[: -len(".parquet")]
             for i in infos
-            if i.base_name.endswith(".parquet") and not i.base_name.startswith(".")
+            if i.base_name.endswith(".parquet")
+            and not i.base_name.startswith(".")
+            and i.base_name != COMPACT_FILE
         )
+
+    def read_compacted(self, sweep: str, table: str) -> pa.Table | None:
+        """A table's compacted file (``compact_table``), None if it has none."""
+        if not self.exists(sweep, table, COMPACT_FILE):
+            return None
+        return pq.read_table(pa.BufferReader(self.read_bytes(f"{sweep}/{table}/{COMPACT_FILE}")))
 
 
 def read_table(storage: str | Storage, sweep: str, table: str) -> pa.Table:
@@ -215,7 +252,46 @@ def read_table(storage: str | Storage, sweep: str, table: str) -> pa.Table:
     check_table(table)
     st = storage if isinstance(storage, Storage) else Storage(storage)
     schema = SCHEMAS[table]
-    parts = [st.read_trial(sweep, table, tid) for tid in st.list_trial_ids(sweep, table)]
+    tids = st.list_trial_ids(sweep, table)
+    with ThreadPoolExecutor(READ_THREADS) as pool:  # object stores answer in parallel
+        parts = list(pool.map(lambda tid: st.read_trial(sweep, table, tid), tids))
+    compacted = st.read_compacted(sweep, table)
+    if compacted is not None:  # a trial's own file (rewritten whole) replaces its old rows
+        mine = pc.is_in(compacted.column("trial_id"), value_set=pa.array(tids, pa.string()))
+        parts.insert(0, compacted.filter(pc.invert(mine)))
     if not parts:
         return schema.empty_table()
-    return pa.concat_tables([t.select(schema.names).cast(schema) for t in parts])
+    return pa.concat_tables([conform(t, schema) for t in parts])
+
+
+def compact_table(storage: Storage, sweep: str, table: str) -> int:
+    """Replaces a finished sweep's per-trial files of one table by one file, ``COMPACT_FILE``.
+
+    The compacted file is written (atomically) before the trial files are deleted; a reader
+    that meets both keeps a trial's own file (see ``read_table``), so an interruption anywhere
+    loses nothing. Run it only on a sweep that no driver is writing.
+
+    Returns:
+        The number of rows in the compacted file.
+    """
+    tids = storage.list_trial_ids(sweep, table)
+    if not tids:  # nothing to do (no files, or compacted already)
+        done = storage.read_compacted(sweep, table)
+        return 0 if done is None else done.num_rows
+    merged = read_table(storage, sweep, table)
+    buf = io.BytesIO()
+    pq.write_table(merged, buf)
+    storage.write_bytes(f"{sweep}/{table}/{COMPACT_FILE}", buf.getvalue())
+    for tid in tids:
+        storage.fs.delete_file(storage.path(sweep, trial_file(table, tid)))
+    return merged.num_rows
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table read from a file, with exactly ``schema``: columns the file predates (optional
+    ones added to the contract later, e.g. ``node``) become nulls, extra columns are dropped."""
+    columns = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)

@@ -66,6 +66,7 @@ class SweepArgs:
     prune: bool = True  # a search stops bad trials early (ASHA)
     confirm_top: int = 3  # a search re-runs its best configurations ...
     confirm_seeds: int = 2  # ... on this many fresh seeds
+    verbose: bool = False  # one console line per trial epoch (default: a status line)
 
 
 def _int_at_least(flag: str, low: int):
@@ -332,6 +333,11 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         "ceil(trials / 10), so that TPE sees earlier results)",
     )
     s.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print one line per finished trial epoch (default: a status line every 10 s)",
+    )
+    s.add_argument(
         "--trial-module",
         default="ibnn.trial",
         help="module providing Trial and TrialConfig (default: ibnn.trial; tests use a fake)",
@@ -432,4 +438,5 @@ def _validate(
         prune=getattr(ns, "prune", True),
         confirm_top=getattr(ns, "confirm_top", 0),
         confirm_seeds=getattr(ns, "confirm_seeds", 1),
+        verbose=ns.verbose,
     )

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from ibnn.results import Storage, read_table
+from ibnn.sweep.lease import LEASE_FILE
 
 __all__ = [
     "FolderError",
@@ -27,6 +28,7 @@ __all__ = [
     "load_search_choice",
     "now",
     "split_sweep_path",
+    "tune_location",
     "tune_state_exists",
 ]
 
@@ -59,12 +61,26 @@ def _diff_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def tune_location(storage: Storage, *parts: str) -> tuple[str, pafs.FileSystem | None]:
+    """Where Ray Tune finds a location under the results root: ``(storage_path,
+    storage_filesystem)`` for ``tune.RunConfig`` and ``Tuner.restore``/``can_restore``.
+
+    A local folder is given as its path. Anything else is given as the path on the results'
+    own pyarrow filesystem, with that filesystem: Ray would otherwise rebuild one from the URI
+    and lose its options (an ``endpoint_override`` of an S3-compatible server, say).
+    """
+    if storage.is_local:
+        return storage.join_uri(*parts), None
+    return storage.path(*parts), storage.fs
+
+
 def tune_state_exists(storage: Storage, sweep: str, ray_dir: str = RAY_DIR) -> bool:
     """Whether the sweep folder holds a Ray Tune state that ``Tuner.restore`` can continue."""
     from ray import tune
 
+    path, fs = tune_location(storage, sweep, ray_dir)
     try:
-        return bool(tune.Tuner.can_restore(storage.join_uri(sweep, ray_dir)))
+        return bool(tune.Tuner.can_restore(path, storage_filesystem=fs))
     except Exception:  # an unreachable or malformed location: nothing restorable there
         return False
 
@@ -89,7 +105,7 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
     meta = storage.read_json(f"{sweep}/{SWEEP_JSON}") if storage.exists(sweep, SWEEP_JSON) else None
     if meta is None and storage.exists(sweep):
         selector = pafs.FileSelector(storage.path(sweep), allow_not_found=True)
-        if storage.fs.get_file_info(selector):
+        if [i for i in storage.fs.get_file_info(selector) if i.base_name != LEASE_FILE]:
             raise FolderError(
                 f"{where} exists and holds files but no {SWEEP_JSON}: it is not a sweep folder "
                 f"of this platform. Nothing was changed; choose another --storage or --name."
@@ -122,13 +138,14 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
 
 def split_sweep_path(path: str) -> tuple[str, str]:
     """Splits ``<storage>/<sweep>`` (path or URI) into the storage root and the sweep name."""
-    p = path.rstrip("/")
+    p, _, query = path.partition("?")  # a URI's options stay with the root
+    p = p.rstrip("/")
     if "://" not in p:
         p = os.path.abspath(os.path.expanduser(p))
     root, _, name = p.rpartition("/")
     if not name or not root or root.endswith(":/"):
         raise FolderError(f"expected a sweep folder <storage>/<sweep>, got {path!r}")
-    return root, name
+    return (f"{root}?{query}" if query else root), name
 
 
 def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,6 +1,10 @@
-"""One short driver line per finished trial epoch, with the sweep's progress (trials done/total).
+"""The driver's console: a status line every few seconds, or one line per trial epoch.
 
-Replaces Ray Tune's wide status tables (the runner sets ``verbose=0``).
+By default one line at most every ``every_s`` seconds: trials done (and how many of them
+failed), running and pending, throughput (trial epochs per minute in this run) and the time
+left at that pace. ``--verbose`` prints one line per finished trial epoch instead. Retries and
+trials failing for good are always printed. Replaces Ray Tune's wide status tables (the runner
+sets ``verbose=0``).
 """
 
 from __future__ import annotations
@@ -28,12 +32,22 @@ class SweepProgress(tune.Callback):
     """
 
     def __init__(
-        self, total: int, label_keys: Sequence[str] = (), stream: TextIO | None = None
+        self,
+        total: int,
+        label_keys: Sequence[str] = (),
+        stream: TextIO | None = None,
+        verbose: bool = True,
+        every_s: float = 10.0,
     ) -> None:
         self.total = total
         self.label_keys = tuple(label_keys)
         self.stream = stream
+        self.verbose = verbose
+        self.every_s = every_s
         self.t0 = time.monotonic()
+        self.last_line = -math.inf  # when the last status line was printed
+        self.epochs_seen = 0  # trial epochs reported in this run
+        self.progress: dict[str, tuple[int, int, str]] = {}  # trial -> (done, total, status)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}
@@ -55,8 +69,55 @@ class SweepProgress(tune.Callback):
         parts += [f"{k}={_fmt(cfg[k])}" for k in self.label_keys if k in cfg]
         return " ".join(parts)
 
+    def status_line(self, trials: Sequence[Any]) -> str:
+        """``done / running / pending / failed``, throughput and time left, in one line."""
+        states = [t.status for t in trials]
+        done = sum(s in _DONE for s in states)
+        running = states.count("RUNNING")
+        pending = self.total - done - running
+        failed = states.count("ERROR") + sum(
+            1 for t in trials if t.status == "TERMINATED" and self._final(t) not in ("ok", "")
+        )
+        elapsed = time.monotonic() - self.t0
+        rate = self.epochs_seen / elapsed * 60 if elapsed > 0 else 0.0
+        per_trial = max((n for _, n, _ in self.progress.values()), default=0)  # epochs
+        left = (self.total - len(trials)) * per_trial  # trials a searcher has not created yet
+        for t in trials:
+            if t.status not in _DONE:
+                k, n, _ = self.progress.get(str(t), (0, per_trial, ""))
+                left += max(n - k, 0)
+        eta = _clock(left / rate * 60) if rate > 0 and per_trial else "?"
+        return (
+            f"{done}/{self.total} trials done ({failed} failed) | {running} running | "
+            f"{pending} pending | {rate:.1f} epochs/min | ETA {eta}"
+        )
+
+    def _final(self, trial: Any) -> str:
+        return self.progress.get(str(trial), (0, 0, ""))[2]
+
+    def _maybe_status(self, trials: Sequence[Any], force: bool = False) -> None:
+        now = time.monotonic()
+        if self.verbose or not (force or now - self.last_line >= self.every_s):
+            return
+        self.last_line = now
+        self._print(self.status_line(trials))
+
+    def on_step_end(self, iteration: int, trials: list, **info):
+        self._maybe_status(trials)
+
+    def on_experiment_end(self, trials: list, **info):
+        self._maybe_status(trials, force=True)
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
         r = result
+        self.epochs_seen += 1
+        self.progress[str(trial)] = (
+            int(r.get("epochs_done") or 0),
+            int(r.get("epochs_total") or 0),
+            str(r.get("status", "")),
+        )
+        if not self.verbose:
+            return
         self._print(
             f"{self._done(trials)} | {trial} {self._label(trial)} | "
             f"epoch {r.get('epoch')} ({r.get('epochs_done')}/{r.get('epochs_total')})"
@@ -65,7 +126,8 @@ class SweepProgress(tune.Callback):
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info):
-        self._print(f"{self._done(trials, trial)} | {trial} finished")
+        if self.verbose:
+            self._print(f"{self._done(trials, trial)} | {trial} finished")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info):
         self._print(f"{self._done(trials, trial)} | {trial} FAILED (see the error above)")

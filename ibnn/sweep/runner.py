@@ -17,16 +17,30 @@ from typing import Any
 
 from ibnn.results import Storage, read_table
 from ibnn.results.schema import OK, PRUNED, RUNNING
+from ibnn.sweep.checkpoints import KEPT_WHILE_RUNNING, prune_checkpoints
 from ibnn.sweep.cli import SweepArgs, parse_args
+from ibnn.sweep.datastage import stage_dataset
+from ibnn.sweep.lease import Lease, LeaseError, took_over
 from ibnn.sweep.meta import (
     RAY_DIR,
     SWEEP_JSON,
     FolderError,
     check_folder,
     now,
+    tune_location,
     tune_state_exists,
 )
+from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
+from ibnn.sweep.preflight import (
+    PreflightError,
+    check_ray_address,
+    check_workers,
+    driver_versions,
+    resolve_ray_address,
+)
+from ibnn.sweep.provenance import provenance
+from ibnn.sweep.resume_flags import check_resume_flags
 from ibnn.sweep.spec import SEARCH_SEED, SweepSpec
 from ibnn.sweep.study import default_concurrency, redact
 from ibnn.sweep.trainable import (
@@ -39,9 +53,6 @@ from ibnn.sweep.trainable import (
 )
 
 __all__ = ["DEFAULT_GPU_FRACTION", "main", "run"]
-
-DEFAULT_GPU_FRACTION = 0.25  # a small model takes a quarter of a card by default
-CHECKPOINTS_KEPT = 2  # per trial; older epoch checkpoints are deleted
 
 
 def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
@@ -56,11 +67,21 @@ def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
     try:
         plan = build_plan(spec, args)
         storage = Storage(args.storage)
+        lease = Lease(storage, plan.sweep)
+        lease.check()  # another live driver on this folder: refused, named
+        applied = check_resume_flags(spec, storage, plan.sweep, args)
         mode = check_folder(storage, plan.sweep, plan.spec_record, args.resume)
-    except (PlanError, FolderError) as err:
+        lease.acquire()
+    except (PlanError, FolderError, LeaseError) as err:
         print(f"sweeps/{spec.name}.py: error: {err}", file=sys.stderr)
         return 2
-    return run(spec, args, plan, storage, mode)
+    for line in applied + took_over(lease):
+        print(line, flush=True)
+    lease.start_heartbeat()
+    try:
+        return run(spec, args, plan, storage, mode)
+    finally:
+        lease.release()
 
 
 def _init_ray(address: str | None) -> bool:
@@ -70,6 +91,10 @@ def _init_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
+    try:
+        check_ray_address(address)  # a dead head is reported in seconds, not waited on
+    except PreflightError as err:
+        raise SystemExit(f"error: {err}") from None
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=True)
     except ConnectionError as err:
@@ -89,8 +114,8 @@ def _resources(args: SweepArgs) -> tuple[dict[str, float], str]:
     import ray
 
     gpus = args.gpus_per_trial
-    if gpus is None:
-        gpus = DEFAULT_GPU_FRACTION if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if gpus is None:  # what the cluster can provide, not only what is up now
+        gpus = default_gpu_share(ray.cluster_resources())
     request = {"cpu": args.cpus_per_trial}
     if gpus > 0:
         request["gpu"] = gpus
@@ -109,6 +134,7 @@ def _write_start(
 
     rel = f"{plan.sweep}/{SWEEP_JSON}"
     old = storage.read_json(rel) if storage.exists(plan.sweep, SWEEP_JSON) else {}
+    origin = provenance()
     meta = {
         **old,
         "sweep": plan.sweep,
@@ -125,6 +151,7 @@ def _write_start(
         "neuron_source": plan.neuron_source,
         "resources_per_trial": resources,
         "ray_version": ray.__version__,
+        "provenance": origin,
         "ray_dir": storage.join_uri(plan.sweep, RAY_DIR),
         "status": "running",
         "finished": None,
@@ -133,7 +160,9 @@ def _write_start(
         meta["study"] = {"name": plan.sweep, "storage": redact(plan.study_storage)}
     if mode == "restore" and old.get("started"):
         meta["args"] = old.get("args", meta["args"])  # the arguments that started the sweep
-        meta["resumed"] = [*old.get("resumed", []), {"at": now(), "args": list(args.argv)}]
+        meta["provenance"] = old.get("provenance", origin)  # the code that started it
+        resumed = {"at": now(), "args": list(args.argv), "provenance": origin}
+        meta["resumed"] = [*old.get("resumed", []), resumed]
     else:
         meta["started"] = now()
         meta.pop("resumed", None)
@@ -179,11 +208,15 @@ def _build_tuner(
 
     from ibnn.sweep.progress import SweepProgress
 
-    experiment_path = storage.join_uri(plan.sweep, ray_dir)
     if mode == "restore":
-        return tune.Tuner.restore(experiment_path, trainable=trainable, resume_errored=True)
+        path, fs = tune_location(storage, plan.sweep, ray_dir)
+        return tune.Tuner.restore(
+            path, trainable=trainable, resume_errored=True, storage_filesystem=fs
+        )
     constants = {**plan.constants, "device": device}
-    callbacks: list[Any] = [SweepProgress(plan.expected_trials, plan.label_keys)]
+    callbacks: list[Any] = [
+        SweepProgress(plan.expected_trials, plan.label_keys, verbose=args.verbose)
+    ]
     concurrent = args.max_concurrent
     if plan.kind == "grid":
         param_space = {**constants, "variant": tune.grid_search(list(plan.variants))}
@@ -208,11 +241,13 @@ def _build_tuner(
         trial_name_creator=TrialNamer(settings),
         trial_dirname_creator=TrialNamer(settings, folder=True),
     )
+    storage_path, storage_fs = tune_location(storage, plan.sweep)
     run_config = tune.RunConfig(
         name=ray_dir,
-        storage_path=storage.join_uri(plan.sweep),
+        storage_path=storage_path,
+        storage_filesystem=storage_fs,
         failure_config=tune.FailureConfig(max_failures=args.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEPT_WHILE_RUNNING),
         callbacks=callbacks,
         verbose=0,
     )
@@ -295,6 +330,19 @@ def _confirm(
     return len(variants)
 
 
+def _stage(storage: Storage, args: SweepArgs, plan: SweepPlan) -> str:
+    """Stages the sweep's dataset for the cluster's nodes; stops with one message if the driver
+    has no copy of it (before anything is written into the sweep folder)."""
+    from ibnn.trial.data import DatasetNotFoundError
+
+    try:
+        return stage_dataset(storage, plan.dataset, args.data_root, args.download) or ""
+    except DatasetNotFoundError as err:
+        raise SystemExit(
+            f"error: cannot stage the dataset for the cluster's nodes: {err}"
+        ) from None
+
+
 def _statuses(storage: Storage, sweep: str) -> dict[str, int]:
     """Trials per status in the sweep's trials table (ok, running, solver_failed, error, ...)."""
     rows = read_table(storage, sweep, "trials").column("status").to_pylist()
@@ -307,8 +355,9 @@ def run(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage, mod
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no status tables
     started = False
     try:
+        joins = resolve_ray_address(args.address)[0] is not None  # an existing cluster
         started = _init_ray(args.address)
-        return _execute(spec, args, plan, storage, mode)
+        return _execute(spec, args, plan, storage, mode, stage_data=joins or not started)
     except KeyboardInterrupt:  # Ctrl-C before Tune took over its handling
         return _interrupted(storage, plan)
     finally:
@@ -330,19 +379,37 @@ def _interrupted(storage: Storage, plan: SweepPlan) -> int:
     return 130
 
 
-def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage, mode: str) -> int:
-    """Builds or restores the Tuner, runs it and records the outcome; returns the exit code."""
+def _execute(
+    spec: SweepSpec,
+    args: SweepArgs,
+    plan: SweepPlan,
+    storage: Storage,
+    mode: str,
+    stage_data: bool = False,
+) -> int:
+    """Builds or restores the Tuner, runs it and records the outcome; returns the exit code.
+
+    ``stage_data``: the sweep runs on a cluster it joined (other nodes may lack the dataset):
+    stage it first (``ibnn.sweep.datastage``) and check the nodes (``preflight.check_workers``).
+    """
     from ray import tune
 
+    data_stage = _stage(storage, args, plan) if stage_data else ""
     resources, device = _resources(args)
+    try:  # other machines: storage writable there, same versions (one machine: it is this one)
+        if stage_data:
+            check_workers(storage.join_uri(), resources, driver_versions())
+    except PreflightError as err:
+        raise SystemExit(f"error: {err}") from None
     meta = _write_start(storage, spec, args, plan, mode, resources)
     settings = TrialSettings(
-        storage=storage.uri,
+        storage=storage.join_uri(),
         sweep=plan.sweep,
         experiment=plan.experiment,
         trial_module=args.trial_module,
         drop_keys=spec.search_only_keys,
         boundaries=spec.boundaries,
+        data_stage=data_stage,
     )
     trainable = tune.with_resources(make_trainable(settings), resources)
     verb = "Resuming" if mode == "restore" else "Starting"
@@ -379,6 +446,8 @@ def _execute(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage
     done = ok + pruned + failed >= expected and not status.get(RUNNING)
     if plan.kind == "search" and args.confirm_top > 0 and "confirm" not in meta:
         done = False  # the search ended but its confirmation has not started
+    if done:  # no trial will be restored any more: keep each one's last checkpoint only
+        prune_checkpoints(storage, f"{plan.sweep}/{RAY_DIR}")
     meta.update(
         status="finished" if done else "interrupted",
         finished=now() if done else None,

@@ -1,6 +1,7 @@
 """The one Ray Tune trainable of every sweep: a trial runner that checkpoints every epoch.
 
-Per epoch: ``trial.run_epoch()``, then the trial's Parquet files are rewritten with all of its
+Per epoch: ``trial.run_epoch()`` (its record stamped with the host and Ray node it ran on),
+then the trial's Parquet files are rewritten with all of its
 rows so far, then the trial state is saved into a temporary folder and reported to Tune with
 ``tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))``. A restarted trial
 (retry after a failure, or a resumed sweep) loads ``tune.get_checkpoint()`` and continues; since
@@ -15,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import warnings
@@ -24,6 +26,7 @@ from typing import Any
 
 from ibnn.results import Storage
 from ibnn.results.schema import DIVERGED, ERROR, OK, PRUNED, SOLVER_FAILED
+from ibnn.sweep.datastage import fetch_dataset
 from ibnn.sweep.meta import now
 
 __all__ = [
@@ -50,8 +53,6 @@ TRAINABLE_NAME = "ibnn_trial"
 SEARCH_NUMBER = "search_number"
 # Statuses a re-run trial keeps instead of training again (an "error" trial is retried).
 _KEPT = (OK, PRUNED, SOLVER_FAILED, DIVERGED)
-# Exceptions of a failed solve or numerical error (as ibnn.trial treats them).
-_EVAL_FAILURES = (RuntimeError, ValueError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TrialSettings:
     trial_module: str = "ibnn.trial"  # module providing Trial and TrialConfig
     drop_keys: tuple[str, ...] = ()  # search-only keys of the config, not TrialConfig fields
     boundaries: bool = False  # also write trial.boundary() (toy2d)
+    data_stage: str = ""  # where the driver staged the dataset (fetched per node); "": nowhere
 
 
 def load_trial_api(module: str) -> tuple[type, type]:
@@ -246,16 +248,24 @@ def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
 
 
 def _staging_dir() -> str | None:
-    """Where checkpoints are staged before Tune persists them: the trial's local folder inside
-    Ray's temp dir (None outside a Tune session), so a worker killed mid-epoch leaves its
-    staging folder there rather than loose in /tmp."""
+    """Where checkpoints are staged before Tune persists them (None outside a Tune session).
+
+    Inside Ray's session folder, so a worker killed mid-epoch leaves its staging folder there
+    rather than loose in /tmp, but beside the experiment's ``driver_artifacts`` rather than in
+    the trial's folder there (``get_trial_dir()``): Tune uploads that folder with its
+    experiment state, and a staging folder removed during the upload made it fail loudly
+    ("Saving experiment state ... failed", FileNotFoundError on ``ibnn-ckpt-*/trial.pt``).
+    """
     from ray import tune
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # outside a session Ray warns and returns None
-        path = tune.get_context().get_trial_dir()
-    if path is not None:
-        os.makedirs(path, exist_ok=True)
+        trial_dir = tune.get_context().get_trial_dir()
+    if trial_dir is None:
+        return None
+    experiment = os.path.dirname(os.path.dirname(os.path.abspath(trial_dir)))
+    path = os.path.join(experiment, "checkpoint_staging", os.path.basename(trial_dir))
+    os.makedirs(path, exist_ok=True)
     return path
 
 
@@ -265,13 +275,15 @@ def _finish(writer: _Writer, trial: Any) -> str:
     As in ``ibnn.trial.run_trial``: only an "ok" trial is evaluated, and a solve failing under
     attack ends it as "solver_failed" (its evals file is then empty) instead of crashing.
     """
+    from ibnn.trial.failures import NUMERICAL_FAILURES  # torch: imported on workers only
+
     status, evals = trial.status, []
     if status == "ok":
         try:
-            evals = trial.evaluate()
+            evals = [_where(row) for row in trial.evaluate()]
             if writer.settings.boundaries:
                 writer.rows("boundaries", trial.boundary())
-        except _EVAL_FAILURES as err:
+        except NUMERICAL_FAILURES as err:  # others (out of memory, device) go to Tune: retried
             status = "solver_failed"
             writer.error = f"evaluation: {type(err).__name__}: {err}"
     writer.rows("evals", evals)
@@ -282,10 +294,16 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # per-epoch noise
+    # UCN's "same" padding with an even kernel (k = 4 on 28 x 28) is intended (DESIGN section 3);
+    # torch says so once per process, i.e. once per trial on a sweep's console.
+    warnings.filterwarnings("ignore", "Using padding='same' with even kernel", UserWarning)
 
     trial_cls, config_cls = load_trial_api(settings.trial_module)
     flat = flatten_config(config, settings.drop_keys)
     cfg = config_cls.from_dict(flat)
+    if settings.data_stage:  # the node's copy of the staged dataset, verified; never download
+        fetch_dataset(settings.data_stage, cfg.dataset, cfg.data_root)
+        cfg = config_cls.from_dict({**flat, "download": False})
     cfg_dict = cfg.to_dict()
     tid = trial_id(cfg_dict)
     writer = _Writer(settings, tid, cfg_dict, search_number(config))
@@ -320,7 +338,7 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
         return
     scratch = _staging_dir()
     while not trial.done:
-        trial.run_epoch()
+        _where(trial.run_epoch())  # the record, as kept in trial.records
         writer.rows("epochs", trial.records)
         status = _finish(writer, trial) if trial.done else trial.status
         writer.trial_row(status, trial.records)
@@ -333,6 +351,18 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
 def _kept_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("status", "objective", "epochs_done", "wall_s", "solver_iters")
     return {k: row[k] for k in keys if row.get(k) is not None}
+
+
+def _where(row: dict[str, Any]) -> dict[str, Any]:
+    """Adds where a row was computed (columns ``node``, ``node_id``) unless the trial recorded it:
+    the host name and the Ray node id. Returns the same dict."""
+    import ray
+
+    row.setdefault("node", socket.gethostname())
+    row.setdefault(
+        "node_id", ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    )
+    return row
 
 
 def _last(records: list[Mapping[str, Any]], key: str) -> str:

@@ -9,8 +9,10 @@ same epochs), then ``epochs`` main epochs of SGD with momentum, the linear up/do
 rate and gradient clipping. Model selection by validation accuracy (``selection="val"``) or,
 labelled as such, by test loss (``selection="paper"``, the authors' choice).
 
-A solver failure or a divergence (an exception in a step, a non-finite loss, or too many
-non-converged samples) ends the trial cleanly with ``status`` "solver_failed" or "diverged".
+A solver failure or a divergence (too many non-converged samples, a non-finite loss, or a
+numerical exception in a step: ``ibnn.trial.failures.NUMERICAL_FAILURES``) ends the trial
+cleanly with ``status`` "solver_failed" or "diverged". Any other exception (out of memory, a
+CUDA or device error, a lost node) propagates, so that a scheduler retries the trial.
 Run ``python -m ibnn.trial --help`` for the command line.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,12 +35,12 @@ from ibnn.nn.neuron import ImplicitBias
 from ibnn.trial.config import TrialConfig
 from ibnn.trial.data import load_raw, make_splits
 from ibnn.trial.evaluation import evaluate_model, neuron_kwargs
+from ibnn.trial.failures import NUMERICAL_FAILURES
 from ibnn.trial.train import evaluate_split, lr_at, train_epoch
 
 __all__ = ["Trial", "TrialConfig", "TrialResult", "format_record", "run_trial"]
 
 _SHUFFLE_STREAM = 21  # seed stream of the epoch permutations
-_FAILURES = (RuntimeError, ValueError, ArithmeticError)  # solver / numerical errors in a step
 
 
 @dataclass
@@ -54,6 +57,13 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """What a row records as its device: the GPU's name (e.g. "NVIDIA H200") or "cpu"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
 
 
 def _seed_of(seed: int, stream: int) -> int:
@@ -133,7 +143,12 @@ class Trial:
         return self.status != "running"
 
     def run_epoch(self) -> dict[str, Any]:
-        """Runs the next epoch (warm-up or main) and returns its record."""
+        """Runs the next epoch (warm-up or main) and returns its record.
+
+        Raises:
+            Exception: anything but a numerical failure (out of memory, a device error): the
+                trial is then in an undefined state; continue from a checkpoint (``load``).
+        """
         if self.done:
             raise RuntimeError(f"the trial is finished (status {self.status!r})")
         cfg = self.cfg
@@ -170,7 +185,7 @@ class Trial:
                 "eval_nonconverged_frac": te.solver["nonconverged_frac"] if te else nan,
             }
             self._judge(rec)
-        except _FAILURES as err:  # a failed solve or numerical error: end the trial cleanly
+        except NUMERICAL_FAILURES as err:  # a numerical error: end the trial cleanly
             self.error = f"{type(err).__name__}: {err}"
             self.status = "solver_failed" if self._has_ibnn() else "diverged"
         self.epochs_done += 1
@@ -235,6 +250,8 @@ class Trial:
             "label_noise": float(cfg.label_noise),
             "selection": cfg.selection,
             "n_train": len(self.splits.y_train),
+            "node": socket.gethostname(),  # where this epoch (or evaluation) ran
+            "device": device_name(self.device),
         }
 
     # -- results --------------------------------------------------------------------------------
@@ -342,7 +359,8 @@ def format_record(rec: dict[str, Any]) -> str:
 
 
 def run_trial(cfg: TrialConfig, progress: bool = True) -> TrialResult:
-    """Trains and evaluates one trial; never raises for a failed solve (see ``status``).
+    """Trains and evaluates one trial; never raises for a failed solve (see ``status``), but
+    does for out-of-memory and device errors (``ibnn.trial.failures``).
 
     Args:
         cfg: the configuration.
@@ -368,7 +386,7 @@ def _run(cfg: TrialConfig, progress: bool) -> TrialResult:
         try:
             evals = trial.evaluate()
             boundary = trial.boundary() if cfg.dataset == "toy2d" else []
-        except _FAILURES as err:  # a solve failing under attack: report, do not crash
+        except NUMERICAL_FAILURES as err:  # a solve failing under attack: report, do not crash
             status = "solver_failed"
             trial.error = f"evaluation: {type(err).__name__}: {err}"
             print(f"trial evaluation failed: {trial.error}", file=sys.stderr, flush=True)

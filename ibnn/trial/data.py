@@ -26,6 +26,7 @@ from ibnn.vocab import NUM_CLASSES
 
 __all__ = [
     "DATASETS",
+    "DATASET_FILES",
     "DEBIAN_FMNIST_DIR",
     "DatasetNotFoundError",
     "DatasetSpec",
@@ -214,6 +215,17 @@ def _load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
 
 
 _LOADERS = {"fmnist": _load_fmnist, "svhn": _load_svhn, "cifar10": _load_cifar10}
+# The files under the data root that load_raw reads, per dataset (what a cluster sweep stages to
+# its nodes: ibnn.sweep.datastage).
+DATASET_FILES: dict[str, tuple[str, ...]] = {
+    "fmnist": tuple(f"FashionMNIST/raw/{f}" for f in _FMNIST_FILES),
+    "svhn": ("train_32x32.mat", "test_32x32.mat"),
+    "cifar10": tuple(
+        f"cifar-10-batches-py/{f}"
+        for f in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+    ),
+    "toy2d": (),
+}
 
 
 def load_raw(name: str, data_root: str | os.PathLike[str], download: bool = False) -> RawData:

@@ -153,13 +153,16 @@ def test_cloud_file_has_cpu_head_and_gpu_workers():
     assert config["provider"]["type"] == "aws"
     types = config["available_node_types"]
     head = config["head_node_type"]
-    assert types[head]["resources"].get("GPU", 0) == 0
+    assert types[head]["resources"] == {"CPU": 0}  # the head runs the driver only, no trials
     gpu_types = [t for name, t in types.items() if name != head and t["resources"].get("GPU", 0)]
     assert gpu_types, "no worker node type with GPUs"
     for node_type in gpu_types:
         assert 0 <= node_type["min_workers"] <= node_type["max_workers"] <= config["max_workers"]
     prepared = _ray_up_config(config)
     assert any("boto3" in c for c in prepared["head_setup_commands"])
+    # Workers write to S3: Ray's default instance profile, by name (no account-specific edit).
+    for node_type in gpu_types:
+        assert node_type["node_config"]["IamInstanceProfile"] == {"Name": "ray-autoscaler-v1"}
 
 
 def test_local_file_is_the_on_premise_variant():
@@ -176,6 +179,8 @@ def test_local_file_is_the_on_premise_variant():
     assert config["setup_commands"] == cloud["setup_commands"]
     assert config["rsync_exclude"] == cloud["rsync_exclude"]
     assert config["file_mounts"] == cloud["file_mounts"]
+    (head_start,) = [c for c in config["head_start_ray_commands"] if "ray start" in c]
+    assert "--num-cpus=0" in head_start  # the head runs the driver only, no trials
 
 
 def test_setup_commands_install_the_project(cluster_file):

@@ -111,6 +111,7 @@ def test_search_then_replication_from_the_best_confirmed_configuration(
 
     spec = load_script("expressivity").SPEC
     argv = [*FAKE_ARGS, "--from-search", str(tmp_path / "search_fmnist"), "--storage", storage]
+    argv.append("--verbose")  # one line per trial epoch
     capsys.readouterr()
     assert runner.main(spec, argv) == 0
     out = capsys.readouterr().out

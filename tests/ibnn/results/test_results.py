@@ -148,3 +148,28 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     assert read_table(st, "sw", "epochs").num_rows == 149
     assert not [n for n in os.listdir(path.parent) if n.startswith(".")]
     assert math.isclose(pq.read_table(path).column("train_loss").to_pylist()[-1], 149.0)
+
+
+def test_files_written_before_an_optional_column_existed_still_read(tmp_path):
+    """A sweep written before the provenance columns (node, node_id, device) were added."""
+    old_schema = pa.schema([f for f in SCHEMAS["epochs"] if f.name not in ("node", "device")])
+    row = epoch_row(1) | CTX | {"trial_id": "t"}
+    (tmp_path / "s" / "epochs").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row], schema=old_schema), tmp_path / "s/epochs/t.parquet")
+    new = build_table("epochs", [row | {"trial_id": "u", "node": "gpu-3", "device": "NVIDIA H200"}])
+    pq.write_table(new, tmp_path / "s/epochs/u.parquet")
+    table = read_table(str(tmp_path), "s", "epochs")
+    assert table.schema == SCHEMAS["epochs"]
+    assert table.column("node").to_pylist() == [None, "gpu-3"]
+    assert table.column("device").to_pylist() == [None, "NVIDIA H200"]
+
+
+def test_uri_options_stay_at_the_end_of_joined_uris():
+    """pyarrow's URI form for S3-compatible servers: the endpoint is in the query string."""
+    st = Storage("s3://bucket/root/?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert st.root == "bucket/root" and st.path("sw", "epochs") == "bucket/root/sw/epochs"
+    assert st.join_uri("sw", "ray") == (
+        "s3://bucket/root/sw/ray?endpoint_override=127.0.0.1:9000&scheme=http"
+    )
+    assert st.join_uri() == "s3://bucket/root?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert Storage(st.join_uri("sw")).root == "bucket/root/sw"  # another process can open it
