@@ -23,7 +23,12 @@ from ibnn.vocab import FAMILIES, check_lam, check_w_extent
 __all__ = ["DEFAULT_NEURON", "SweepArgs", "build_parser", "parse_args"]
 
 # Neuron of replication sweeps when neither --lam/--p/... nor --from-search is given.
-DEFAULT_NEURON: dict[str, Any] = {"lam": -1.0, "p": 10.0, "w_extent": None, "lam_trainable": False}
+DEFAULT_NEURON: dict[str, Any] = {
+    "lam": -1.0,
+    "p": 10.0,
+    "w_extent": None,
+    "lam_trainable": False,
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -144,6 +149,19 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         description=spec.description,
         allow_abbrev=False,
     )
+    g = _sweep_group(parser, spec)
+    if spec.kind == "grid":
+        _grid_flags(g, spec)
+    else:
+        _search_flags(g, spec)
+    if spec.chosen_neuron:
+        _neuron_group(parser)
+    _cluster_group(parser, spec)
+    return parser
+
+
+def _sweep_group(parser: argparse.ArgumentParser, spec: SweepSpec) -> Any:
+    """Flags every sweep has: dataset, seeds, epochs, sizes, --set."""
     g = parser.add_argument_group("sweep")
     g.add_argument(
         "--dataset",
@@ -196,93 +214,107 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a TrialConfig field for every trial, e.g. --set lr_peak=0.02 (repeatable)",
     )
-    if spec.kind == "grid":
-        g.add_argument(
-            "--axis",
-            dest="axes",
-            action="append",
-            type=assignment("--axis", many=True),
-            default=[],
-            metavar="NAME=V1,V2",
-            help="values of a grid axis (a TrialConfig field), e.g. --axis C=3 or "
-            "--axis label_noise=0,0.4 (repeatable)",
-        )
-        g.add_argument(
-            "--families",
-            type=_families,
-            default=spec.families,
-            help=f"comma-separated neuron families (default: {','.join(spec.families)})",
-        )
-    else:
-        g.add_argument(
-            "--trials",
-            type=_positive_int("--trials"),
-            default=None,
-            help=f"Optuna trials (default: {spec.search_trials}; --smoke: 3)",
-        )
-        g.add_argument(
-            "--search-seed",
-            type=_nonneg_int("--search-seed"),
-            default=0,
-            help="seed of Optuna's TPE sampler (default: 0)",
-        )
-        g.add_argument(
-            "--space",
-            action="append",
-            type=assignment("--space"),
-            default=[],
-            metavar="PARAM=VALUE",
-            help="pin a search parameter, e.g. --space w_extent=none (global w only) or "
-            "--space lam_sign=negative (repeatable)",
-        )
-        g.add_argument(
-            "--study-storage",
-            default=None,
-            metavar="URL_OR_FILE",
-            help="where the Optuna study lives: postgresql://user:pass@host/db (clusters), "
-            "a journal file on a shared file system, or sqlite:///file (default: "
-            "<storage>/<sweep>/optuna.db when --storage is a local folder)",
-        )
-        g.add_argument(
-            "--no-prune",
-            dest="prune",
-            action="store_false",
-            help="train every search trial to its last epoch (default: ASHA stops bad ones)",
-        )
-        g.add_argument(
-            "--confirm-top",
-            type=_nonneg_int("--confirm-top"),
-            default=3,
-            help="re-run the best K configurations on fresh seeds after the search (default: 3)",
-        )
-        g.add_argument(
-            "--confirm-seeds",
-            type=_positive_int("--confirm-seeds"),
-            default=2,
-            help="fresh seeds of each re-run configuration (default: 2)",
-        )
-    if spec.chosen_neuron:
-        n = parser.add_argument_group(
-            "chosen neuron (IBNN families)",
-            f"default without these flags: lam={DEFAULT_NEURON['lam']}, p={DEFAULT_NEURON['p']}, "
-            "global w, fixed lam",
-        )
-        n.add_argument("--lam", type=_float("--lam"), default=None, help="lam < 1/(2p)")
-        n.add_argument("--p", type=_float("--p", 0.0, strict=True), default=None, help="p > 0")
-        n.add_argument(
-            "--w-extent",
-            type=_w_extent,
-            default=argparse.SUPPRESS,
-            help="'none' (global w) or an odd window side",
-        )
-        n.add_argument("--lam-trainable", action="store_true", help="train lam")
-        n.add_argument(
-            "--from-search",
-            default=None,
-            metavar="SWEEP_DIR",
-            help="take lam, p, w_extent, lam_trainable from the best trial of a finished search "
-            "sweep, e.g. results/search_fmnist",
-        )
+    return g
+
+
+def _grid_flags(g: Any, spec: SweepSpec) -> None:
+    """Flags of a grid sweep: --axis and --families."""
+    g.add_argument(
+        "--axis",
+        dest="axes",
+        action="append",
+        type=assignment("--axis", many=True),
+        default=[],
+        metavar="NAME=V1,V2",
+        help="values of a grid axis (a TrialConfig field), e.g. --axis C=3 or "
+        "--axis label_noise=0,0.4 (repeatable)",
+    )
+    g.add_argument(
+        "--families",
+        type=_families,
+        default=spec.families,
+        help=f"comma-separated neuron families (default: {','.join(spec.families)})",
+    )
+
+
+def _search_flags(g: Any, spec: SweepSpec) -> None:
+    """Flags of a search: trials, sampler seed, space pins, study storage, pruning, confirmation."""
+    g.add_argument(
+        "--trials",
+        type=_positive_int("--trials"),
+        default=None,
+        help=f"Optuna trials (default: {spec.search_trials}; --smoke: 3)",
+    )
+    g.add_argument(
+        "--search-seed",
+        type=_nonneg_int("--search-seed"),
+        default=0,
+        help="seed of Optuna's TPE sampler (default: 0)",
+    )
+    g.add_argument(
+        "--space",
+        action="append",
+        type=assignment("--space"),
+        default=[],
+        metavar="PARAM=VALUE",
+        help="pin a search parameter, e.g. --space w_extent=none (global w only) or "
+        "--space lam_sign=negative (repeatable)",
+    )
+    g.add_argument(
+        "--study-storage",
+        default=None,
+        metavar="URL_OR_FILE",
+        help="where the Optuna study lives: postgresql://user:pass@host/db (clusters), "
+        "a journal file on a shared file system, or sqlite:///file (default: "
+        "<storage>/<sweep>/optuna.db when --storage is a local folder)",
+    )
+    g.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="train every search trial to its last epoch (default: ASHA stops bad ones)",
+    )
+    g.add_argument(
+        "--confirm-top",
+        type=_nonneg_int("--confirm-top"),
+        default=3,
+        help="re-run the best K configurations on fresh seeds after the search (default: 3)",
+    )
+    g.add_argument(
+        "--confirm-seeds",
+        type=_positive_int("--confirm-seeds"),
+        default=2,
+        help="fresh seeds of each re-run configuration (default: 2)",
+    )
+
+
+def _neuron_group(parser: argparse.ArgumentParser) -> None:
+    """The chosen neuron of the IBNN families (replication sweeps)."""
+    n = parser.add_argument_group(
+        "chosen neuron (IBNN families)",
+        f"default without these flags: lam={DEFAULT_NEURON['lam']}, p={DEFAULT_NEURON['p']}, "
+        "global w, fixed lam",
+    )
+    n.add_argument("--lam", type=_float("--lam"), default=None, help="lam < 1/(2p)")
+    n.add_argument("--p", type=_float("--p", 0.0, strict=True), default=None, help="p > 0")
+    n.add_argument(
+        "--w-extent",
+        type=_w_extent,
+        default=argparse.SUPPRESS,
+        help="'none' (global w) or an odd window side",
+    )
+    n.add_argument("--lam-trainable", action="store_true", help="train lam")
+    n.add_argument(
+        "--from-search",
+        default=None,
+        metavar="SWEEP_DIR",
+        help="take lam, p, w_extent, lam_trainable from the best trial of a finished search "
+        "sweep, e.g. results/search_fmnist",
+    )
+
+
+def _cluster_group(parser: argparse.ArgumentParser, spec: SweepSpec) -> None:
+    """Where results go and how trials use the cluster."""
     s = parser.add_argument_group("storage and cluster")
     s.add_argument(
         "--storage",
@@ -342,7 +374,6 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         default="ibnn.trial",
         help="module providing Trial and TrialConfig (default: ibnn.trial; tests use a fake)",
     )
-    return parser
 
 
 def parse_args(spec: SweepSpec, argv: Sequence[str] | None = None) -> SweepArgs:
@@ -356,7 +387,10 @@ def parse_args(spec: SweepSpec, argv: Sequence[str] | None = None) -> SweepArgs:
 
 
 def _validate(
-    parser: argparse.ArgumentParser, spec: SweepSpec, ns: argparse.Namespace, raw: tuple[str, ...]
+    parser: argparse.ArgumentParser,
+    spec: SweepSpec,
+    ns: argparse.Namespace,
+    raw: tuple[str, ...],
 ) -> SweepArgs:
     chosen = getattr(ns, "lam", None), getattr(ns, "p", None)
     w_given = hasattr(ns, "w_extent")

@@ -379,19 +379,16 @@ def _interrupted(storage: Storage, plan: SweepPlan) -> int:
     return 130
 
 
-def _execute(
+def _prepare(
     spec: SweepSpec,
     args: SweepArgs,
     plan: SweepPlan,
     storage: Storage,
     mode: str,
-    stage_data: bool = False,
-) -> int:
-    """Builds or restores the Tuner, runs it and records the outcome; returns the exit code.
-
-    ``stage_data``: the sweep runs on a cluster it joined (other nodes may lack the dataset):
-    stage it first (``ibnn.sweep.datastage``) and check the nodes (``preflight.check_workers``).
-    """
+    stage_data: bool,
+) -> tuple[dict[str, Any], TrialSettings, Any, str]:
+    """Stages the dataset and checks the nodes (on a joined cluster), records the start in
+    sweep.json and builds the trainable; returns (meta, settings, trainable, device)."""
     from ray import tune
 
     data_stage = _stage(storage, args, plan) if stage_data else ""
@@ -419,8 +416,13 @@ def _execute(
         f"{storage.join_uri(plan.sweep)}",
         flush=True,
     )
+    return meta, settings, trainable, device
+
+
+def _tuner(spec, args, plan, storage, mode, trainable, settings, device) -> Any:
+    """``_build_tuner``, with a damaged Tune state on restore reported as one message."""
     try:
-        tuner = _build_tuner(spec, args, plan, storage, mode, trainable, settings, device)
+        return _build_tuner(spec, args, plan, storage, mode, trainable, settings, device)
     except Exception as err:  # a damaged Tune state (e.g. a truncated tuner.pkl, ray #58179)
         if mode != "restore":
             raise
@@ -429,18 +431,20 @@ def _execute(
             f" {type(err).__name__}: {err}. The Parquet results there are intact; start a "
             f"new sweep folder (--name) to rerun."
         ) from None
-    if plan.kind == "search" and mode != "restore":
-        _refuse_existing_study(plan)
-    _fit(tuner, settings, plan.kind)
-    expected = plan.expected_trials
-    if plan.kind == "search" and args.confirm_top > 0 and _all_ended(storage, plan, expected):
-        expected += _confirm(spec, args, plan, storage, meta, trainable, settings, device)
-    # The trials table decides, not Tune's states (after Ctrl-C Tune reports stopped trials
-    # as terminated): a sweep is finished when every trial has a final status.
-    # counts: "ok" trials finished with status ok; "failed" ones ended as solver_failed,
-    # diverged (results too) or error (the trial crashed on every retry).
+
+
+def _outcome(
+    args: SweepArgs, plan: SweepPlan, storage: Storage, meta: dict[str, Any], expected: int
+) -> int:
+    """Records the sweep's outcome in sweep.json and on the console; returns the exit code.
+
+    The trials table decides, not Tune's states (after Ctrl-C Tune reports stopped trials as
+    terminated): a sweep is finished when every trial has a final status. Counts: "ok" trials
+    finished their schedule, "pruned" ones were stopped by a search's scheduler, "failed" ones
+    ended as solver_failed, diverged (results too) or error (crashed on every retry).
+    """
     status = _statuses(storage, plan.sweep)
-    ok = status.get("ok", 0)
+    ok = status.get(OK, 0)
     pruned = status.get(PRUNED, 0)
     failed = sum(n for s, n in status.items() if s not in (OK, RUNNING, PRUNED))
     done = ok + pruned + failed >= expected and not status.get(RUNNING)
@@ -472,3 +476,27 @@ def _execute(
         flush=True,
     )
     return 1 if status.get("error", 0) else 0
+
+
+def _execute(
+    spec: SweepSpec,
+    args: SweepArgs,
+    plan: SweepPlan,
+    storage: Storage,
+    mode: str,
+    stage_data: bool = False,
+) -> int:
+    """Builds or restores the Tuner, runs it and records the outcome; returns the exit code.
+
+    ``stage_data``: the sweep runs on a cluster it joined (other nodes may lack the dataset):
+    stage it first (``ibnn.sweep.datastage``) and check the nodes (``preflight.check_workers``).
+    """
+    meta, settings, trainable, device = _prepare(spec, args, plan, storage, mode, stage_data)
+    tuner = _tuner(spec, args, plan, storage, mode, trainable, settings, device)
+    if plan.kind == "search" and mode != "restore":
+        _refuse_existing_study(plan)
+    _fit(tuner, settings, plan.kind)
+    expected = plan.expected_trials
+    if plan.kind == "search" and args.confirm_top > 0 and _all_ended(storage, plan, expected):
+        expected += _confirm(spec, args, plan, storage, meta, trainable, settings, device)
+    return _outcome(args, plan, storage, meta, expected)
