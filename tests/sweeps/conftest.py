@@ -15,18 +15,11 @@ from types import ModuleType
 
 import pytest
 
+from ibnn.vocab import EXPERIMENTS
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE = "tests.sweeps.fake_trial"
-SCRIPTS = (
-    "toy2d",
-    "data_fraction",
-    "robustness",
-    "expressivity",
-    "learning_speed",
-    "memorization",
-    "transfer",
-    "search",
-)
+SCRIPTS = EXPERIMENTS  # one sweep script per experiment (sweeps/<name>.py)
 
 
 def load_script(name: str) -> ModuleType:

@@ -17,7 +17,7 @@ from ibnn.sweep.plan import build_plan
 from ibnn.sweep.spec import SweepContext, SweepSpec, expand_grid
 from ibnn.sweep.trainable import flatten_config, trial_id
 from ibnn.trial.config import TrialConfig
-from tests.sweeps.conftest import FAKE, SCRIPTS, load_script
+from tests.sweeps.conftest import FAKE, REPO, SCRIPTS, load_script
 
 
 @pytest.fixture
@@ -335,3 +335,8 @@ def test_space_pins_a_search_parameter(tmp_path):
     assert plan.space_fixed == {"w_extent": None}
     assert plan.spec_record["search"]["space_fixed"] == {"w_extent": None}
     assert plan.study_storage == f"sqlite:///{tmp_path}/search_fmnist/optuna.db"
+
+
+def test_every_experiment_of_the_vocabulary_has_its_script_and_no_other():
+    names = {p.stem for p in (REPO / "sweeps").glob("*.py")}
+    assert names == set(SCRIPTS)
