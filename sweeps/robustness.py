@@ -6,6 +6,7 @@ python sweeps/robustness.py --dataset fmnist --storage results
 from __future__ import annotations
 
 from ibnn.sweep import SweepContext, SweepSpec, main
+from ibnn.vocab import EVALS
 
 # PGD L-inf radii on the [0, 1] pixel scale, from 0 to a dataset-dependent maximum.
 PGD_EPS = {
@@ -24,7 +25,7 @@ SPEC = SweepSpec(
     name="robustness",
     description="Figs. 4-5: accuracy under PGD (SM surrogate and white-box) and Pixle attacks",
     overrides=overrides,
-    evals=("clean", "pgd_surrogate", "pgd_whitebox", "pixle", "jacobian_norm", "curvature"),
+    evals=EVALS,  # every evaluation: clean, PGD (surrogate, white-box), Pixle, Jacobian, curvature
     seeds=5,
 )
 
