@@ -270,29 +270,25 @@ class WindowCoupling(PreciseCoupling):
         return torch.stack([self._at(padded, *o) for o in self.offsets]).sub_(z3)
 
     def _symmetric_sum(self, pairs: Tensor) -> Tensor:
-        """sum_o pairs_o(i) + pairs_o(i - o): each pair value added at both of its units.
-
-        Args:
-            pairs: (n_offsets, R, H, W), zero where i + o lies outside the image.
-        Returns:
-            (R, D).
-        """
-        out = self._pad(pairs.sum(0).reshape(pairs.shape[1], -1))
-        for o, value in zip(self.offsets, pairs, strict=True):
-            self._at(out, *o).add_(value)
-        return self._at(out, 0, 0).reshape(pairs.shape[1], -1)
+        """sum_o pairs_o(i) + pairs_o(i - o): each pair value added at both of its units."""
+        return self._paired_sum(pairs, Tensor.add_)
 
     def _antisymmetric_sum(self, pairs: Tensor) -> Tensor:
-        """sum_o pairs_o(i) - pairs_o(i - o): each pair value added at i, subtracted at i + o.
+        """sum_o pairs_o(i) - pairs_o(i - o): each pair value added at i, subtracted at i + o."""
+        return self._paired_sum(pairs, Tensor.sub_)
+
+    def _paired_sum(self, pairs: Tensor, at_partner) -> Tensor:
+        """Each pair value at its first unit i, and ``at_partner`` (add or subtract) at i + o.
 
         Args:
             pairs: (n_offsets, R, H, W), zero where i + o lies outside the image.
+            at_partner: ``Tensor.add_`` or ``Tensor.sub_``.
         Returns:
             (R, D).
         """
         out = self._pad(pairs.sum(0).reshape(pairs.shape[1], -1))
         for o, value in zip(self.offsets, pairs, strict=True):
-            self._at(out, *o).sub_(value)
+            at_partner(self._at(out, *o), value)
         return self._at(out, 0, 0).reshape(pairs.shape[1], -1)
 
     # -- protocol ----------------------------------------------------------------------------
