@@ -29,11 +29,13 @@ class SolveRecord:
         forward: the last forward solve's info, or None.
         backward_iters: CG iterations of the last backward solve (0 before any).
         backward_residual: relative residual ||H u - g|| / ||g|| of the last backward solve.
+        backward_row_iters: (R,) CG iterations of each row in the last backward solve.
     """
 
     forward: SolveInfo | None = None
     backward_iters: int = 0
     backward_residual: float = 0.0
+    backward_row_iters: Tensor | None = None
 
 
 def _split_finite(y: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,10 +69,9 @@ def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: 
 
     report: dict = {}
     u, steps = cg(h, g_safe, lin.preconditioner(lam), rtol, 0.0, 500, report)
-    rel = report["relative_residual"]
     if not bool(finite.all()):
         u = torch.where(finite[:, None], u, torch.full_like(u, float("nan")))
-    return u, lin.B, steps, rel
+    return u, lin.B, steps, report
 
 
 class _FixedPoint(torch.autograd.Function):
@@ -89,11 +90,13 @@ class _FixedPoint(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_z):
         (z,) = ctx.saved_tensors
-        u, cross, steps, rel = _backward_solve(
+        u, cross, steps, report = _backward_solve(
             z, ctx.lam, ctx.coupling, grad_z, ctx.bwd_rtol, ctx.lin
         )
         ctx.lin = None
-        ctx.record.backward_iters, ctx.record.backward_residual = steps, rel
+        record = ctx.record
+        record.backward_iters, record.backward_residual = steps, report["relative_residual"]
+        record.backward_row_iters = report["row_steps"]
         grad_lam = None
         if ctx.needs_input_grad[1]:
             grad_lam = -(torch.nan_to_num(u) * cross).sum().reshape(())

@@ -16,7 +16,7 @@ from ibnn.nn.layers import IBNNConv2d, IBNNLinear
 from ibnn.nn.neuron import ImplicitBias
 from ibnn.vocab import check_family
 
-__all__ = ["UCN", "ToyNet", "ucn", "toy_net", "to_ibnn", "to_sm", "solver_stats"]
+__all__ = ["UCN", "ToyNet", "ucn", "toy_net", "to_ibnn", "to_sm", "solver_stats", "aggregate_stats"]
 
 
 def _conv(family: str, c_in: int, c_out: int, k: int, neuron_kwargs: dict) -> nn.Module:
@@ -209,6 +209,11 @@ def solver_stats(model: nn.Module) -> dict:
         layers), residual (max), nonconverged_frac (max over layers), converged (all).
     """
     stats = [m.last_stats for m in model.modules() if isinstance(m, ImplicitBias) and m.last_stats]
+    return aggregate_stats(stats)
+
+
+def aggregate_stats(stats: list) -> dict:
+    """The dict of :func:`solver_stats` from the ``NeuronStats`` of a model's layers."""
     if not stats:
         return {}
     return {

@@ -20,7 +20,7 @@ from ibnn.nn.implicit import SolveRecord, cross_term, fixed_point
 from ibnn.nn.solvers import default_tol, get_solver
 from ibnn.vocab import check_lam, check_w_extent, lam_bound
 
-__all__ = ["BACKENDS", "ImplicitBias", "NeuronStats"]
+__all__ = ["BACKENDS", "ImplicitBias", "NeuronStats", "record_stats"]
 
 BACKENDS = ("auto", "dense", "grid", "window")
 _GRID_MIN_UNITS = 64  # below this many units per row the exact O(D^2) sum is cheaper
@@ -51,6 +51,45 @@ class NeuronStats:
     tol: float
     backward_iters: int = 0
     backward_residual: float = 0.0
+
+
+def record_stats(
+    record: SolveRecord, tol: float, samples: int, part: tuple[int, int] | None = None
+) -> NeuronStats:
+    """:class:`NeuronStats` of a solve's record, for all its rows or for one part of them.
+
+    Args:
+        record: a forward solve's record (``record.forward`` set).
+        tol: the forward tolerance.
+        samples: samples of the batch (the rows are ``samples`` equal blocks).
+        part: ``(j, g)``: only the rows of the j-th of g equal parts of every sample's block
+            (one trial of a pack of g trials solved together); None: every row.
+    """
+    info = record.forward
+
+    def rows(t: Tensor) -> Tensor:
+        t = t.reshape(samples, -1)
+        if part is not None:
+            j, g = part
+            t = t.reshape(samples, g, -1)[:, j]
+        return t
+
+    def most(count: Tensor | None, whole: int) -> int:
+        if part is None or count is None:
+            return int(whole)
+        return int(rows(count).max()) if count.numel() else 0
+
+    per_sample = rows(info.converged).all(dim=1)
+    return NeuronStats(
+        iters=most(info.row_iters, info.iters),
+        inner_iters=int(info.inner_iters),
+        residual=float(rows(info.residual).max()),
+        nonconverged_frac=float((~per_sample).float().mean()),
+        converged=bool(per_sample.all()),
+        tol=float(tol),
+        backward_iters=most(record.backward_row_iters, record.backward_iters),
+        backward_residual=float(record.backward_residual),
+    )
 
 
 class ImplicitBias(nn.Module):
@@ -176,36 +215,39 @@ class ImplicitBias(nn.Module):
         if self.is_standard:
             return y
         rows = y.reshape(-1, y.shape[-1] * y.shape[-2]) if spatial else y.reshape(-1, y.shape[-1])
+        z = self.solve_rows(rows, spatial)
+        self._samples = y.shape[0] if y.dim() > 1 else 1
+        return z.reshape(y.shape)
+
+    def solve_rows(
+        self,
+        rows: Tensor,
+        spatial: tuple[int, int] | None = None,
+        record: SolveRecord | None = None,
+    ) -> Tensor:
+        """z for independent rows (R, D): (n, c) maps of a conv layer (``spatial`` = (H, W)) or
+        samples of a linear layer. The statistics go to ``record`` (default ``self.record``)."""
         coupling = self.coupling(rows.shape[-1], spatial)
         lam = self.lam.to(rows.dtype)
         if self.lite:
-            z = rows - lam * cross_term(rows, coupling)
-        else:
-            tol = self.tol if self.tol is not None else default_tol(rows.dtype)
-            bwd_rtol = 1e-10 if rows.dtype == torch.float64 else 1e-5
-            z = fixed_point(
-                rows, lam, coupling, self.solve_fn, tol, self.max_iter, bwd_rtol, self.record
-            )
-        self._samples = y.shape[0] if y.dim() > 1 else 1
-        return z.reshape(y.shape)
+            return rows - lam * cross_term(rows, coupling)
+        bwd_rtol = 1e-10 if rows.dtype == torch.float64 else 1e-5
+        return fixed_point(
+            rows, lam, coupling, self.solve_fn, self.tol_for(rows.dtype), self.max_iter,
+            bwd_rtol, self.record if record is None else record,
+        )  # fmt: skip
+
+    def tol_for(self, dtype: torch.dtype) -> float:
+        """The forward tolerance used for rows of ``dtype``."""
+        return self.tol if self.tol is not None else default_tol(dtype)
 
     @property
     def last_stats(self) -> NeuronStats | None:
         """Statistics of the last forward (and backward) solve; None for lite/SM or before any."""
-        info = self.record.forward
-        if info is None:
+        if self.record.forward is None:
             return None
-        per_sample = info.converged.reshape(self._samples, -1).all(dim=1)
-        return NeuronStats(
-            iters=int(info.iters),
-            inner_iters=int(info.inner_iters),
-            residual=float(info.residual.max()),
-            nonconverged_frac=float((~per_sample).float().mean()),
-            converged=bool(per_sample.all()),
-            tol=float(self.tol if self.tol is not None else default_tol(info.residual.dtype)),
-            backward_iters=int(self.record.backward_iters),
-            backward_residual=float(self.record.backward_residual),
-        )
+        tol = self.tol_for(self.record.forward.residual.dtype)
+        return record_stats(self.record, tol, self._samples)
 
     def extra_repr(self) -> str:
         lam = float(self.lam.detach())

@@ -88,6 +88,9 @@ class SolveInfo:
             :meth:`FixedPointProblem.row_tol`).
         linearization: the coupling linearised at the returned z, when the solver has it
             (the backward pass reuses it).
+        row_iters: (R,) outer iterations in which each row was still being solved, when the
+            solver counts them (Newton); ``iters`` is their maximum, so the rows of a subset
+            (one trial of a pack) give that subset's own count.
     """
 
     iters: int
@@ -95,6 +98,7 @@ class SolveInfo:
     residual: Tensor
     converged: Tensor
     linearization: Linearization | None = None
+    row_iters: Tensor | None = None
 
 
 def cg(
@@ -117,7 +121,8 @@ def cg(
         atol: absolute floor on ||r||_2.
         max_iter: cap on iterations.
         report: if given, receives "relative_residual": ||r|| / ||b|| over all rows, from
-            CG's own residual recursion (no extra matvec).
+            CG's own residual recursion (no extra matvec), and "row_steps": (R,) iterations
+            each row took (the returned count is their maximum).
 
     Returns:
         x: (R, D) approximate solution; the number of matvecs performed.
@@ -131,10 +136,12 @@ def cg(
     target = torch.clamp(rtol * b.norm(dim=-1), min=atol)
     tiny = torch.finfo(b.dtype).tiny
     steps = 0
+    row_steps = torch.zeros(b.shape[:-1], dtype=torch.int32, device=b.device)
     for steps in range(max_iter + 1):
         done = ~(r.norm(dim=-1) > target)  # NaN counts as done: nothing to gain
         if bool(done.all()) or steps == max_iter:
             break
+        row_steps += ~done
         a_dir = matvec(direction)
         curv = (direction * a_dir).sum(-1)
         alpha = torch.where(done | (curv <= 0), 0.0, rs / curv.clamp_min(tiny))
@@ -147,6 +154,7 @@ def cg(
         rs = rs_new
     if report is not None:
         report["relative_residual"] = float(r.norm() / b.norm().clamp_min(tiny))
+        report["row_steps"] = row_steps
     return x, steps
 
 
@@ -158,9 +166,10 @@ def _info(
     inner: int,
     res: Tensor,
     lin: Linearization | None = None,
+    row_iters: Tensor | None = None,
 ) -> SolveInfo:
     converged = res <= problem.row_tol(z, tol)
-    return SolveInfo(iters, inner, res, converged, lin)
+    return SolveInfo(iters, inner, res, converged, lin, row_iters)
 
 
 def _max_abs(f: Tensor) -> Tensor:
@@ -213,6 +222,7 @@ def newton(
     res = _max_abs(f)
     stalled = torch.zeros_like(res, dtype=torch.bool)
     previous = torch.full_like(res, float("inf"))
+    row_iters = torch.zeros_like(res, dtype=torch.int32)
     it = 0
     for it in range(max_iter + 1):
         row_tol = problem.row_tol(z, tol)
@@ -221,6 +231,7 @@ def newton(
         active = (res > row_tol) & ~stalled
         if not bool(active.any()) or it == max_iter:
             break
+        row_iters += active  # a row once inactive stays so: its z no longer moves
         fnorm = f.norm(dim=-1)
         rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
         precond = lin.preconditioner(lam)
@@ -254,7 +265,7 @@ def newton(
             f_try = problem.residual(z_try, lin_try.B)
         z, lin, f = z_try, lin_try, f_try
         previous, res = res, _max_abs(f)
-    return z, _info(problem, z, tol, it, inner, res, lin)
+    return z, _info(problem, z, tol, it, inner, res, lin, row_iters)
 
 
 def _damped_iteration(

@@ -38,8 +38,10 @@ class SweepProgress(tune.Callback):
         stream: TextIO | None = None,
         verbose: bool = True,
         every_s: float = 10.0,
+        unit: str = "trials",
     ) -> None:
         self.total = total
+        self.unit = unit  # what a Tune trial is: a trial, or a pack of trials
         self.label_keys = tuple(label_keys)
         self.stream = stream
         self.verbose = verbose
@@ -60,11 +62,12 @@ class SweepProgress(tune.Callback):
     def _done(self, trials: Sequence[Any], ending: Any = None) -> str:
         """``k/n trials done``, counting ``ending`` (a trial being completed right now) as done."""
         n = sum(1 for t in trials if t.status in _DONE or t is ending)
-        return f"{n}/{self.total} trials done"
+        return f"{n}/{self.total} {self.unit} done"
 
     def _label(self, trial: Any) -> str:
         cfg = dict(trial.config)
-        cfg.update(cfg.pop("variant", None) or {})
+        members = cfg.pop("pack", None)
+        cfg.update(cfg.pop("variant", None) or (members[0] if members else {}))
         parts = [f"{cfg.get('family', '?')} seed={cfg.get('seed', '?')}"]
         parts += [f"{k}={_fmt(cfg[k])}" for k in self.label_keys if k in cfg]
         return " ".join(parts)
@@ -88,7 +91,7 @@ class SweepProgress(tune.Callback):
                 left += max(n - k, 0)
         eta = _clock(left / rate * 60) if rate > 0 and per_trial else "?"
         return (
-            f"{done}/{self.total} trials done ({failed} failed) | {running} running | "
+            f"{done}/{self.total} {self.unit} done ({failed} failed) | {running} running | "
             f"{pending} pending | {rate:.1f} epochs/min | ETA {eta}"
         )
 

@@ -30,6 +30,7 @@ from ibnn.sweep.meta import (
     tune_location,
     tune_state_exists,
 )
+from ibnn.sweep.packing import PACK, auto_pack, pack_variants
 from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
 from ibnn.sweep.preflight import (
@@ -214,12 +215,16 @@ def _build_tuner(
             path, trainable=trainable, resume_errored=True, storage_filesystem=fs
         )
     constants = {**plan.constants, "device": device}
-    callbacks: list[Any] = [
-        SweepProgress(plan.expected_trials, plan.label_keys, verbose=args.verbose)
-    ]
+    units, unit = plan.expected_trials, "trials"
     concurrent = args.max_concurrent
+    callbacks: list[Any] = []
     if plan.kind == "grid":
-        param_space = {**constants, "variant": tune.grid_search(list(plan.variants))}
+        packs = _packs(args, plan, constants, device, ray_dir)
+        if packs:  # several trials per Tune trial, trained as one model
+            param_space = {**constants, PACK: tune.grid_search(packs)}
+            units, unit = len(packs), "packs"
+        else:
+            param_space = {**constants, "variant": tune.grid_search(list(plan.variants))}
         search: dict[str, Any] = {"num_samples": 1}
     else:
         from ibnn.sweep.pruning import PruneRecorder, asha
@@ -234,6 +239,7 @@ def _build_tuner(
             callbacks.append(PruneRecorder(settings))
         if concurrent is None:
             concurrent = default_concurrency(plan.expected_trials)
+    callbacks.insert(0, SweepProgress(units, plan.label_keys, verbose=args.verbose, unit=unit))
     tune_config = tune.TuneConfig(
         **search,
         max_concurrent_trials=concurrent,
@@ -254,6 +260,18 @@ def _build_tuner(
     return tune.Tuner(
         trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
     )
+
+
+def _packs(
+    args: SweepArgs, plan: SweepPlan, constants: dict[str, Any], device: str, ray_dir: str
+) -> list[list[dict[str, Any]]]:
+    """The grid's packs (``ibnn.sweep.packing``), or [] when every trial runs alone (``--pack
+    1``, a single trial per pack key, a confirmation run, another trial module)."""
+    if ray_dir != RAY_DIR:  # a search's confirmation runs: a few trials, each alone
+        return []
+    size = auto_pack(args.pack, 0.0 if device == "cpu" else 1.0)
+    packs = pack_variants(plan.variants, constants, size, args.trial_module)
+    return packs if any(len(p) > 1 for p in packs) else []
 
 
 def _refuse_existing_study(plan: SweepPlan) -> None:

@@ -28,6 +28,7 @@ from ibnn.results import Storage
 from ibnn.results.schema import DIVERGED, ERROR, OK, PRUNED, SOLVER_FAILED
 from ibnn.sweep.datastage import fetch_dataset
 from ibnn.sweep.meta import now
+from ibnn.sweep.packing import PACK, member_configs
 
 __all__ = [
     "RUNTIME_KEYS",
@@ -40,6 +41,7 @@ __all__ = [
     "mark_failed",
     "mark_status",
     "objective",
+    "prepared_config",
     "resolve",
     "flatten_config",
     "trial_id",
@@ -129,8 +131,11 @@ class TrialNamer:
         self.folder = folder
 
     def __call__(self, trial: Any) -> str:
-        tid, cfg = resolve(trial.config, self.settings)
+        members = member_configs(trial.config)
+        tid, cfg = resolve(members[0], self.settings)
         name = f"{cfg['family']}_s{cfg['seed']}_{tid}"
+        if PACK in trial.config:
+            name = f"pack{len(members)}_{name}"
         return f"{name}_{trial.trial_id}" if self.folder else name
 
 
@@ -143,7 +148,14 @@ def mark_status(
     settings: TrialSettings, config: Mapping[str, Any], status: str, error: str = ""
 ) -> None:
     """Records a trial's final status in the trials table from the driver (the trial's process
-    is gone): "error" after its last retry, "pruned" when the scheduler stopped it."""
+    is gone): "error" after its last retry, "pruned" when the scheduler stopped it. For a pack:
+    every member that had not ended by itself."""
+    if PACK in config:
+        for member in member_configs(config):
+            tid, cfg_dict = resolve(member, settings)
+            if _Writer(settings, tid, cfg_dict).kept() is None:
+                mark_status(settings, member, status, error)
+        return
     tid, cfg_dict = resolve(config, settings)
     writer = _Writer(settings, tid, cfg_dict, search_number(config))
     records = []
@@ -290,6 +302,18 @@ def _finish(writer: _Writer, trial: Any) -> str:
     return status
 
 
+def prepared_config(config: Mapping[str, Any], settings: TrialSettings) -> tuple[Any, str]:
+    """A solo Tune config's TrialConfig, with the staged dataset fetched onto this node
+    (verified; never downloaded), and its trial_id."""
+    _, config_cls = load_trial_api(settings.trial_module)
+    flat = flatten_config(config, settings.drop_keys)
+    cfg = config_cls.from_dict(flat)
+    if settings.data_stage:
+        fetch_dataset(settings.data_stage, cfg.dataset, cfg.data_root)
+        cfg = config_cls.from_dict({**flat, "download": False})
+    return cfg, trial_id(cfg.to_dict())
+
+
 def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     from ray import tune
 
@@ -298,14 +322,14 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     # torch says so once per process, i.e. once per trial on a sweep's console.
     warnings.filterwarnings("ignore", "Using padding='same' with even kernel", UserWarning)
 
-    trial_cls, config_cls = load_trial_api(settings.trial_module)
-    flat = flatten_config(config, settings.drop_keys)
-    cfg = config_cls.from_dict(flat)
-    if settings.data_stage:  # the node's copy of the staged dataset, verified; never download
-        fetch_dataset(settings.data_stage, cfg.dataset, cfg.data_root)
-        cfg = config_cls.from_dict({**flat, "download": False})
+    if PACK in config:  # several grid trials trained as one model
+        from ibnn.sweep.packing import run_pack_trial
+
+        run_pack_trial(config, settings)
+        return
+    trial_cls, _ = load_trial_api(settings.trial_module)
+    cfg, tid = prepared_config(config, settings)
     cfg_dict = cfg.to_dict()
-    tid = trial_id(cfg_dict)
     writer = _Writer(settings, tid, cfg_dict, search_number(config))
     kept = writer.kept() if search_number(config) is not None else None
     if kept is not None:

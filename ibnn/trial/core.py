@@ -36,9 +36,17 @@ from ibnn.trial.config import TrialConfig
 from ibnn.trial.data import load_raw, make_splits
 from ibnn.trial.evaluation import evaluate_model, neuron_kwargs
 from ibnn.trial.failures import NUMERICAL_FAILURES
-from ibnn.trial.train import evaluate_split, lr_at, train_epoch
+from ibnn.trial.train import PassResult, evaluate_split, lr_at, train_epoch
 
-__all__ = ["Trial", "TrialConfig", "TrialResult", "format_record", "run_trial"]
+__all__ = [
+    "EpochStart",
+    "Trial",
+    "TrialConfig",
+    "TrialResult",
+    "conclude",
+    "format_record",
+    "run_trial",
+]
 
 _SHUFFLE_STREAM = 21  # seed stream of the epoch permutations
 
@@ -51,6 +59,16 @@ class TrialResult:
     evals: list[dict[str, Any]]  # eval rows of the selected model ([] unless status is "ok")
     status: str  # "ok", "solver_failed" or "diverged"
     boundary: list[dict[str, Any]] = field(default_factory=list)  # toy2d decision boundary
+
+
+@dataclass(frozen=True)
+class EpochStart:
+    """What ``Trial.begin_epoch`` decided for the epoch it started."""
+
+    epoch: int  # epoch number (warm-up epochs are <= 0)
+    warm: bool  # an SM warm-up epoch
+    lr: float  # learning rate of the whole epoch
+    started: float  # time.perf_counter() at the start
 
 
 def _device(name: str) -> torch.device:
@@ -149,34 +167,68 @@ class Trial:
             Exception: anything but a numerical failure (out of memory, a device error): the
                 trial is then in an undefined state; continue from a checkpoint (``load``).
         """
-        if self.done:
-            raise RuntimeError(f"the trial is finished (status {self.status!r})")
-        cfg = self.cfg
-        start = time.perf_counter()
-        warm = self.epochs_done < cfg.warmup_epochs
-        if not warm and not self.in_main:
-            self._start_main()
-        epoch = self.epochs_done - cfg.warmup_epochs + 1
-        lr = cfg.warmup_lr if warm else lr_at(epoch, cfg.epochs, cfg.lr_start, cfg.lr_peak)
-        s = self.splits
-        nan = math.nan
-        rec = self._base_row() | {"epoch": epoch, "phase": "warmup" if warm else "train", "lr": lr}
+        return self.run_begun(self.begin_epoch())
+
+    def run_begun(self, epoch: EpochStart) -> dict[str, Any]:
+        """Trains and evaluates an epoch started by ``begin_epoch`` (see ``run_epoch``)."""
+        cfg, s = self.cfg, self.splits
         try:
             tr = train_epoch(
                 self.model,
                 s.x_train,
                 s.y_train,
                 self.optimizer,
-                lr=lr,
+                lr=epoch.lr,
                 batch_size=cfg.batch_size,
                 generator=self.shuffle,
                 grad_clip=cfg.grad_clip,
             )
-            rec |= {"train_loss": tr.loss, "train_acc": tr.acc} | tr.solver
             va = te = None
             if math.isfinite(tr.loss):
                 va = evaluate_split(self.model, s.x_val, s.y_val, cfg.eval_batch_size)
                 te = evaluate_split(self.model, s.x_test, s.y_test, cfg.eval_batch_size)
+        except NUMERICAL_FAILURES as err:  # a numerical error: end the trial cleanly
+            return self.finish_epoch(epoch, error=err)
+        return self.finish_epoch(epoch, tr, va, te)
+
+    def begin_epoch(self) -> EpochStart:
+        """Starts the next epoch: builds the main model when the warm-up is over, and says
+        which epoch it is and its learning rate (``finish_epoch`` ends it)."""
+        if self.done:
+            raise RuntimeError(f"the trial is finished (status {self.status!r})")
+        cfg = self.cfg
+        warm = self.epochs_done < cfg.warmup_epochs
+        if not warm and not self.in_main:
+            self._start_main()
+        epoch = self.epochs_done - cfg.warmup_epochs + 1
+        lr = cfg.warmup_lr if warm else lr_at(epoch, cfg.epochs, cfg.lr_start, cfg.lr_peak)
+        return EpochStart(epoch, warm, lr, time.perf_counter())
+
+    def finish_epoch(
+        self,
+        epoch: EpochStart,
+        tr: PassResult | None = None,
+        va: PassResult | None = None,
+        te: PassResult | None = None,
+        error: BaseException | None = None,
+    ) -> dict[str, Any]:
+        """Ends an epoch from its training pass and evaluations (None when not run, e.g. after
+        a non-finite loss) or the numerical error that stopped it; judges, selects, records.
+
+        Returns:
+            The epoch's record (also appended to ``records``).
+        """
+        nan = math.nan
+        rec = self._base_row() | {
+            "epoch": epoch.epoch,
+            "phase": "warmup" if epoch.warm else "train",
+            "lr": epoch.lr,
+        }
+        if error is not None:
+            self.error = f"{type(error).__name__}: {error}"
+            self.status = "solver_failed" if self._has_ibnn() else "diverged"
+        else:
+            rec |= {"train_loss": tr.loss, "train_acc": tr.acc} | tr.solver
             rec |= {
                 "val_loss": va.loss if va else nan,
                 "val_acc": va.acc if va else nan,
@@ -185,20 +237,22 @@ class Trial:
                 "eval_nonconverged_frac": te.solver["nonconverged_frac"] if te else nan,
             }
             self._judge(rec)
-        except NUMERICAL_FAILURES as err:  # a numerical error: end the trial cleanly
-            self.error = f"{type(err).__name__}: {err}"
-            self.status = "solver_failed" if self._has_ibnn() else "diverged"
         self.epochs_done += 1
-        if not warm and self.status == "running":
-            self._select(epoch, rec)
-        if self.status == "running" and self.epochs_done == cfg.warmup_epochs + cfg.epochs:
+        if not epoch.warm and self.status == "running":
+            self._select(epoch.epoch, rec)
+        if (
+            self.status == "running"
+            and self.epochs_done == self.cfg.warmup_epochs + self.cfg.epochs
+        ):
             self.status = "ok"
         rec = _fill(rec) | {
-            "wall_s": time.perf_counter() - start,
+            "wall_s": time.perf_counter() - epoch.started,
             "status": self.status,
             "error": self.error,
             "lam_learned": self._lam_learned(),
-            "selected": self.best is not None and self.best["epoch"] == epoch and not warm,
+            "selected": (
+                self.best is not None and self.best["epoch"] == epoch.epoch and not epoch.warm
+            ),
             "selected_epoch": self.best["epoch"] if self.best else -1,
         }
         self.records.append(rec)
@@ -379,6 +433,13 @@ def _run(cfg: TrialConfig, progress: bool) -> TrialResult:
         rec = trial.run_epoch()
         if progress:
             print(format_record(rec), file=sys.stderr, flush=True)
+    return conclude(trial)
+
+
+def conclude(trial: Trial) -> TrialResult:
+    """The result of a finished trial: its records, and the evaluations of its selected model
+    when it ended "ok" (a solve failing under attack makes it "solver_failed")."""
+    cfg = trial.cfg
     evals: list[dict[str, Any]] = []
     boundary: list[dict[str, Any]] = []
     status = trial.status

@@ -51,7 +51,10 @@ class SolverMeter:
 
     def add(self, model: nn.Module, batch: int) -> None:
         """Adds the statistics of the model's last forward (and backward)."""
-        s = solver_stats(model)
+        self.add_stats(solver_stats(model), batch)
+
+    def add_stats(self, s: dict, batch: int) -> None:
+        """Adds one batch's ``solver_stats`` dict ({} without an implicit solve)."""
         if not s:
             return
         self.seen = True

@@ -348,11 +348,6 @@ def test_an_exception_inside_the_solver_is_recorded_not_raised(monkeypatch):
 # ------------------------------------------------------------------------------- real data
 
 
-@pytest.fixture(scope="module")
-def fmnist_root(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("fmnist"))
-
-
 @pytest.mark.slow
 def test_real_fmnist_sm_reaches_75_percent_on_the_full_test_set(fmnist_root):
     """UCN(1,3) SM on 2,000 real training images, tested on all 10,000 test images.
