@@ -119,7 +119,9 @@ def _resources(args: SweepArgs) -> tuple[dict[str, float], str]:
     request = {"cpu": args.cpus_per_trial}
     if gpus > 0:
         request["gpu"] = gpus
-    return request, ("cuda" if gpus > 0 else "cpu")
+    # "auto": the GPU Ray assigned (CUDA_VISIBLE_DEVICES holds it, so it is cuda:0), or the CPU
+    # where torch cannot use CUDA (the trial says so and its rows record device "cpu").
+    return request, ("auto" if gpus > 0 else "cpu")
 
 
 def _write_start(
@@ -407,6 +409,7 @@ def _prepare(
         drop_keys=spec.search_only_keys,
         boundaries=spec.boundaries,
         data_stage=data_stage,
+        driver_versions=driver_versions() if stage_data else None,
     )
     trainable = tune.with_resources(make_trainable(settings), resources)
     verb = "Resuming" if mode == "restore" else "Starting"

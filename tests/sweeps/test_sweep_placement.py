@@ -36,6 +36,6 @@ def test_the_runner_asks_for_gpus_from_the_autoscaler_config(monkeypatch, tmp_pa
     spec = load_script("expressivity").SPEC
     assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")  # no launcher
     shutil.copy(REPO / "cluster" / "cluster.yaml", tmp_path / "ray_bootstrap_config.yaml")
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "cuda")
+    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
     explicit = parse_args(spec, ["--gpus-per-trial", "0"])  # the flag wins
     assert runner._resources(explicit) == ({"cpu": 1.0}, "cpu")
