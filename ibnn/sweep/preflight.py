@@ -247,6 +247,6 @@ def _raise_late(record: dict[str, Any], expected: dict[str, Any], storage_uri: s
             "this trial's node joined after the sweep's preflight and fails it: "
             + "; ".join(problems)
             + ". Every node must run the driver's Ray, torch and Python and be able to write "
-            "the results storage; fix or remove that node (its trials are retried elsewhere "
-            "up to --max-failures times, then recorded as 'error')."
+            "the results storage; fix or remove that node (a trial failing there is retried, "
+            "on whichever node has room, up to --max-failures times, then recorded as 'error')."
         )

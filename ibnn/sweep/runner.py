@@ -280,7 +280,10 @@ def _fit(tuner: Any, settings: TrialSettings, kind: str) -> None:
 
     for result in tuner.fit():
         if result.error is not None:
-            error = f"{type(result.error).__name__}: {str(result.error)[:2000]}"
+            # The trial's own exception, not Ray's wrapper (whose text starts with a traceback
+            # and would cut the message off at 2000 characters).
+            cause = getattr(result.error, "cause", None) or result.error
+            error = f"{type(cause).__name__}: {str(cause)[:2000]}"
             mark_failed(settings, result.config, error)
         elif kind == "search" and was_pruned(result.metrics):
             mark_status(settings, result.config, PRUNED)  # its driver died before it was marked
