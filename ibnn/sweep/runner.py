@@ -52,7 +52,7 @@ from ibnn.sweep.trainable import (
     mark_status,
 )
 
-__all__ = ["DEFAULT_GPU_FRACTION", "main", "run"]
+__all__ = ["DEFAULT_GPU_FRACTION", "main", "run", "trial_constants"]
 
 
 def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
@@ -122,6 +122,13 @@ def _resources(args: SweepArgs) -> tuple[dict[str, float], str]:
     # "auto": the GPU Ray assigned (CUDA_VISIBLE_DEVICES holds it, so it is cuda:0), or the CPU
     # where torch cannot use CUDA (the trial says so and its rows record device "cpu").
     return request, ("auto" if gpus > 0 else "cpu")
+
+
+def trial_constants(plan: SweepPlan, device: str) -> dict[str, Any]:
+    """The config every trial of a grid or search shares: the plan's constants, with the device
+    that the resources imply ("auto" for GPU trials, "cpu") unless ``--set device=...`` chose
+    one (``--set device=cuda``: a GPU trial fails where torch cannot use CUDA)."""
+    return {"device": device, **plan.constants}
 
 
 def _write_start(
@@ -215,7 +222,7 @@ def _build_tuner(
         return tune.Tuner.restore(
             path, trainable=trainable, resume_errored=True, storage_filesystem=fs
         )
-    constants = {**plan.constants, "device": device}
+    constants = trial_constants(plan, device)
     callbacks: list[Any] = [
         SweepProgress(plan.expected_trials, plan.label_keys, verbose=args.verbose)
     ]
