@@ -7,6 +7,10 @@ rows so far, then the trial state is saved into a temporary folder and reported 
 (retry after a failure, or a resumed sweep) loads ``tune.get_checkpoint()`` and continues; since
 its files are rewritten from the restored records, rows are never duplicated. After the last
 epoch the evaluations (and, for toy2d, the decision boundary) are written before the final report.
+
+On a cluster the sweep joined, a trial first checks its node (``preflight.check_node``, once per
+node): a worker that joined after the sweep's preflight may run other versions. A trial that
+Ray gave a GPU which torch cannot use runs on the CPU and says so (``device`` "auto").
 """
 
 from __future__ import annotations
