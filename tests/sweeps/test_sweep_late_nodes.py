@@ -5,9 +5,11 @@ as an autoscaler adds them. A worker declares a GPU (``--num-gpus 1``) that this
 not have: Ray assigns it to trials (``CUDA_VISIBLE_DEVICES``) and torch cannot use CUDA there.
 
 - The GPU share comes from the autoscaler's node types in the driver's
-  ``~/ray_bootstrap_config.yaml``; the trials wait (the head runs none) until a GPU worker joins,
-  then run there, use the CPU (torch has no CUDA here), say so, and record device "cpu".
-- A GPU worker that joins after the sweep's preflight with another torch version (its Python
+  ``~/ray_bootstrap_config.yaml``; the sweep waits (its preflight task asks for a trial's
+  resources; the head runs nothing) until a GPU worker joins; the trials then run there, use the
+  CPU (torch has no CUDA here), say so, and record device "cpu".
+- With ``--gpus-per-trial 1`` and a CPU-only worker up (it passes the preflight), the trials
+  themselves wait for a GPU worker. One that joins with another torch version (its Python
   path holds a ``torch-9.9.9.dist-info``: metadata only, torch itself is the same) fails every
   trial placed on it with one message naming the node, the versions and the rule, recorded as
   "error"; no trial trains there.
