@@ -96,6 +96,7 @@ def run_pack_trial(config: dict[str, Any], settings: Any) -> None:
     from ibnn.sweep.trainable import (
         _finish,
         _metrics,
+        _say_if_gpu_unused,
         _staging_dir,
         _where,
         _Writer,
@@ -108,6 +109,7 @@ def run_pack_trial(config: dict[str, Any], settings: Any) -> None:
     for member in member_configs(config):
         cfg, tid = prepared_config(member, settings)
         members.append((Trial(cfg), _Writer(settings, tid, cfg.to_dict()), tid, cfg))
+    _say_if_gpu_unused(members[0][2], members[0][0])  # the members share their device
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:

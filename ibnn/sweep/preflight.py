@@ -2,7 +2,9 @@
 
 - ``check_ray_address``: a cluster address that no longer answers is reported at once;
 - ``check_workers``: from each node that can run trials, the results storage is writable and
-  Ray, torch and Python are the driver's versions.
+  Ray, torch and Python are the driver's versions;
+- ``check_node``: the same check, from inside a trial, for a node that joined after the start
+  (an autoscaler adds workers while trials wait): run once per node, before its first trial.
 
 ``ray.init()`` without an address first tries the cluster recorded in
 ``<ray temp dir>/ray_current_cluster`` (or ``RAY_ADDRESS``); a head that died leaves that file
@@ -18,9 +20,11 @@ from typing import Any
 
 __all__ = [
     "PreflightError",
+    "check_node",
     "check_ray_address",
     "check_workers",
     "driver_versions",
+    "node_problems",
     "resolve_ray_address",
 ]
 
@@ -105,6 +109,26 @@ def _probe(storage_uri: str) -> dict[str, Any]:
     return out
 
 
+def node_problems(record: dict[str, Any], expected: dict[str, Any], storage_uri: str) -> list[str]:
+    """What is wrong with a node, one sentence each ([] when nothing is).
+
+    Args:
+        record: what ``_probe`` reported from the node.
+        expected: the driver's versions (``driver_versions``).
+        storage_uri: the results root the probe wrote to.
+    """
+    where = f"node {record['host']} ({record['node_id'][:8]})"
+    problems = []
+    if record["error"]:
+        problems.append(f"{where} cannot write to {storage_uri}: {record['error']}")
+    differ = [
+        f"{k} {record[k]} (driver: {expected[k]})" for k in expected if record[k] != expected[k]
+    ]
+    if differ:
+        problems.append(f"{where} runs {', '.join(differ)}")
+    return problems
+
+
 def check_workers(
     storage_uri: str, resources: dict[str, float], expected: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -147,14 +171,7 @@ def check_workers(
             probe.options(num_cpus=resources.get("cpu", 1.0), num_gpus=gpus).remote(storage_uri)
         ]
     records = ray.get(refs)
-    problems = []
-    for r in records:
-        where = f"node {r['host']} ({r['node_id'][:8]})"
-        if r["error"]:
-            problems.append(f"{where} cannot write to {storage_uri}: {r['error']}")
-        differ = [f"{k} {r[k]} (driver: {expected[k]})" for k in expected if r[k] != expected[k]]
-        if differ:
-            problems.append(f"{where} runs {', '.join(differ)}")
+    problems = [p for r in records for p in node_problems(r, expected, storage_uri)]
     if problems:
         raise PreflightError(
             "preflight failed before any trial started: "
@@ -177,3 +194,59 @@ def driver_versions() -> dict[str, Any]:
         "ray": ray.__version__,
         "torch": package_version("torch"),
     }
+
+
+def check_node(storage_uri: str, expected: dict[str, Any], cache_dir: str | None) -> bool:
+    """In a trial, before it trains: the node it runs on passes ``check_workers``'s checks.
+
+    A node the autoscaler started after the sweep's preflight (while trials waited for GPUs) was
+    never checked; this checks it before its first trial. A pass is remembered in ``cache_dir``
+    (a folder on the node, per sweep run), so the check runs once per node: trials starting
+    together on a new node wait on a file lock, and one of them checks. A failure is not
+    remembered (a storage error may pass on the next try).
+
+    Args:
+        storage_uri: the results root, as trials open it.
+        expected: the driver's versions (``driver_versions``).
+        cache_dir: where passes are remembered (None: check every time).
+
+    Returns:
+        True if this call ran the check, False if the node had passed it before.
+
+    Raises:
+        PreflightError: naming the node, what differs from the driver, and the rule.
+    """
+    import fcntl
+    import hashlib
+    import json
+
+    import ray
+
+    if cache_dir is None:
+        _raise_late(_probe(storage_uri), expected, storage_uri)
+        return True
+    key = json.dumps([storage_uri, expected], sort_keys=True).encode()
+    node = ray.get_runtime_context().get_node_id()
+    passed = os.path.join(cache_dir, f"node-{node}-{hashlib.sha256(key).hexdigest()[:12]}.ok")
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, "node-check.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if os.path.exists(passed):
+            return False
+        record = _probe(storage_uri)
+        _raise_late(record, expected, storage_uri)
+        with open(passed, "w") as f:
+            json.dump(record, f)
+    return True
+
+
+def _raise_late(record: dict[str, Any], expected: dict[str, Any], storage_uri: str) -> None:
+    problems = node_problems(record, expected, storage_uri)
+    if problems:
+        raise PreflightError(
+            "this trial's node joined after the sweep's preflight and fails it: "
+            + "; ".join(problems)
+            + ". Every node must run the driver's Ray, torch and Python and be able to write "
+            "the results storage; fix or remove that node (a trial failing there is retried, "
+            "on whichever node has room, up to --max-failures times, then recorded as 'error')."
+        )

@@ -53,7 +53,7 @@ from ibnn.sweep.trainable import (
     mark_status,
 )
 
-__all__ = ["DEFAULT_GPU_FRACTION", "main", "run"]
+__all__ = ["DEFAULT_GPU_FRACTION", "main", "run", "trial_constants"]
 
 
 def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
@@ -120,7 +120,16 @@ def _resources(args: SweepArgs) -> tuple[dict[str, float], str]:
     request = {"cpu": args.cpus_per_trial}
     if gpus > 0:
         request["gpu"] = gpus
-    return request, ("cuda" if gpus > 0 else "cpu")
+    # "auto": the GPU Ray assigned (CUDA_VISIBLE_DEVICES holds it, so it is cuda:0), or the CPU
+    # where torch cannot use CUDA (the trial says so and its rows record device "cpu").
+    return request, ("auto" if gpus > 0 else "cpu")
+
+
+def trial_constants(plan: SweepPlan, device: str) -> dict[str, Any]:
+    """The config every trial of a grid or search shares: the plan's constants, with the device
+    that the resources imply ("auto" for GPU trials, "cpu") unless ``--set device=...`` chose
+    one (``--set device=cuda``: a GPU trial fails where torch cannot use CUDA)."""
+    return {"device": device, **plan.constants}
 
 
 def _write_start(
@@ -214,7 +223,7 @@ def _build_tuner(
         return tune.Tuner.restore(
             path, trainable=trainable, resume_errored=True, storage_filesystem=fs
         )
-    constants = {**plan.constants, "device": device}
+    constants = trial_constants(plan, device)
     units, unit = plan.expected_trials, "trials"
     concurrent = args.max_concurrent
     callbacks: list[Any] = []
@@ -296,7 +305,10 @@ def _fit(tuner: Any, settings: TrialSettings, kind: str) -> None:
 
     for result in tuner.fit():
         if result.error is not None:
-            error = f"{type(result.error).__name__}: {str(result.error)[:2000]}"
+            # The trial's own exception, not Ray's wrapper (whose text starts with a traceback
+            # and would cut the message off at 2000 characters).
+            cause = getattr(result.error, "cause", None) or result.error
+            error = f"{type(cause).__name__}: {str(cause)[:2000]}"
             mark_failed(settings, result.config, error)
         elif kind == "search" and was_pruned(result.metrics):
             mark_status(settings, result.config, PRUNED)  # its driver died before it was marked
@@ -425,6 +437,7 @@ def _prepare(
         drop_keys=spec.search_only_keys,
         boundaries=spec.boundaries,
         data_stage=data_stage,
+        driver_versions=driver_versions() if stage_data else None,
     )
     trainable = tune.with_resources(make_trainable(settings), resources)
     verb = "Resuming" if mode == "restore" else "Starting"

@@ -7,6 +7,10 @@ rows so far, then the trial state is saved into a temporary folder and reported 
 (retry after a failure, or a resumed sweep) loads ``tune.get_checkpoint()`` and continues; since
 its files are rewritten from the restored records, rows are never duplicated. After the last
 epoch the evaluations (and, for toy2d, the decision boundary) are written before the final report.
+
+On a cluster the sweep joined, a trial first checks its node (``preflight.check_node``, once per
+node): a worker that joined after the sweep's preflight may run other versions. A trial that
+Ray gave a GPU which torch cannot use runs on the CPU and says so (``device`` "auto").
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ibnn.results.schema import DIVERGED, ERROR, OK, PRUNED, SOLVER_FAILED
 from ibnn.sweep.datastage import fetch_dataset
 from ibnn.sweep.meta import now
 from ibnn.sweep.packing import PACK, member_configs
+from ibnn.sweep.preflight import check_node
 
 __all__ = [
     "RUNTIME_KEYS",
@@ -68,6 +73,9 @@ class TrialSettings:
     drop_keys: tuple[str, ...] = ()  # search-only keys of the config, not TrialConfig fields
     boundaries: bool = False  # also write trial.boundary() (toy2d)
     data_stage: str = ""  # where the driver staged the dataset (fetched per node); "": nowhere
+    # The driver's Ray, torch and Python versions, checked once per node before its first trial
+    # (``preflight.check_node``); None on one machine (its own Ray instance: nothing to check).
+    driver_versions: dict[str, Any] | None = None
 
 
 def load_trial_api(module: str) -> tuple[type, type]:
@@ -259,6 +267,45 @@ def _metrics(tid: str, trial: Any, cfg: Any, status: str) -> dict[str, Any]:
     }
 
 
+def _experiment_dir() -> str | None:
+    """This node's local folder of the sweep run (None outside a Tune session)."""
+    from ray import tune
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # outside a session Ray warns and returns None
+        trial_dir = tune.get_context().get_trial_dir()
+    if trial_dir is None:
+        return None
+    return os.path.dirname(os.path.dirname(os.path.abspath(trial_dir)))
+
+
+def _node_check_dir() -> str | None:
+    """Where ``check_node`` remembers that this node passed (per node and sweep run)."""
+    experiment = _experiment_dir()
+    return None if experiment is None else os.path.join(experiment, "node_checks")
+
+
+def _say_if_gpu_unused(tid: str, trial: Any) -> None:
+    """Says on the console when Ray gave a trial a GPU that torch cannot use there.
+
+    The trial then runs on the CPU (config ``device`` "auto", what GPU sweeps use) and its rows
+    record ``device`` "cpu": results stay correct, but slower than the sweep planned for.
+    """
+    import ray
+
+    gpus = ray.get_gpu_ids() if ray.is_initialized() else []
+    device = getattr(trial, "device", None)
+    if gpus and getattr(device, "type", "") == "cpu":
+        print(
+            f"trial {tid}: Ray assigned it GPU {gpus} on node {socket.gethostname()} "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}) but torch "
+            f"cannot use CUDA there (torch.cuda.is_available() is False); it runs on the CPU "
+            f"and its rows record device 'cpu'",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _staging_dir() -> str | None:
     """Where checkpoints are staged before Tune persists them (None outside a Tune session).
 
@@ -270,12 +317,10 @@ def _staging_dir() -> str | None:
     """
     from ray import tune
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # outside a session Ray warns and returns None
-        trial_dir = tune.get_context().get_trial_dir()
-    if trial_dir is None:
+    experiment = _experiment_dir()
+    if experiment is None:
         return None
-    experiment = os.path.dirname(os.path.dirname(os.path.abspath(trial_dir)))
+    trial_dir = tune.get_context().get_trial_dir()
     path = os.path.join(experiment, "checkpoint_staging", os.path.basename(trial_dir))
     os.makedirs(path, exist_ok=True)
     return path
@@ -322,6 +367,8 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
     # torch says so once per process, i.e. once per trial on a sweep's console.
     warnings.filterwarnings("ignore", "Using padding='same' with even kernel", UserWarning)
 
+    if settings.driver_versions is not None:  # a node that joined late was never checked
+        check_node(settings.storage, settings.driver_versions, _node_check_dir())
     if PACK in config:  # several grid trials trained as one model
         from ibnn.sweep.packing import run_pack_trial
 
@@ -339,6 +386,7 @@ def _run(config: dict[str, Any], settings: TrialSettings) -> None:
         tune.report({"trial_id": tid, "seed": int(cfg.seed), **_kept_metrics(kept)})
         return
     trial = trial_cls(cfg)
+    _say_if_gpu_unused(tid, trial)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         try:

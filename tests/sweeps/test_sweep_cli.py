@@ -267,9 +267,9 @@ def test_default_gpu_share_is_a_quarter_card_when_the_cluster_has_gpus(monkeypat
 
     spec = load_script("expressivity").SPEC
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "cuda")
+    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
     args = parse_args(spec, ["--gpus-per-trial", "0.5", "--cpus-per-trial", "2"])
-    assert runner._resources(args) == ({"cpu": 2.0, "gpu": 0.5}, "cuda")
+    assert runner._resources(args) == ({"cpu": 2.0, "gpu": 0.5}, "auto")
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")
     args = parse_args(spec, ["--gpus-per-trial", "0"])

@@ -1,5 +1,7 @@
 """Placement: the GPU share comes from what the cluster can provide (the autoscaler's node
-types), not from the nodes that happen to be up when the sweep starts."""
+types), not from the nodes that happen to be up when the sweep starts; GPU trials use the card
+Ray assigned ("auto") unless ``--set device=...`` says otherwise. End to end on the replica:
+test_sweep_late_nodes.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import yaml
 from ibnn.sweep import runner
 from ibnn.sweep.cli import parse_args
 from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, autoscaler_gpus, default_gpu_share
+from ibnn.sweep.plan import build_plan
 from tests.sweeps.conftest import REPO, load_script
 
 
@@ -36,6 +39,15 @@ def test_the_runner_asks_for_gpus_from_the_autoscaler_config(monkeypatch, tmp_pa
     spec = load_script("expressivity").SPEC
     assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")  # no launcher
     shutil.copy(REPO / "cluster" / "cluster.yaml", tmp_path / "ray_bootstrap_config.yaml")
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "cuda")
+    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
     explicit = parse_args(spec, ["--gpus-per-trial", "0"])  # the flag wins
     assert runner._resources(explicit) == ({"cpu": 1.0}, "cpu")
+
+
+def test_gpu_trials_use_the_assigned_card_or_the_device_set_explicitly():
+    spec = load_script("expressivity").SPEC
+    plan = build_plan(spec, parse_args(spec, []))
+    assert runner.trial_constants(plan, "auto")["device"] == "auto"  # cuda:0 = Ray's card
+    assert runner.trial_constants(plan, "cpu")["device"] == "cpu"
+    strict = parse_args(spec, ["--set", "device=cuda"])  # no CPU fallback: fails without CUDA
+    assert runner.trial_constants(build_plan(spec, strict), "auto")["device"] == "cuda"

@@ -5,6 +5,7 @@ tune.get_checkpoint replaced by recorders)."""
 from __future__ import annotations
 
 import shutil
+from types import SimpleNamespace
 
 import pytest
 from ray import tune
@@ -136,3 +137,21 @@ def test_a_config_key_outside_the_trial_config_is_refused(settings):
     bad = {**CONFIG, "_fail_at_epoch": 1}
     with pytest.raises(ValueError, match=r"unknown TrialConfig keys \['_fail_at_epoch'\]"):
         make_trainable(settings)(bad)
+
+
+def test_a_gpu_that_torch_cannot_use_is_said_on_the_console(monkeypatch, capsys):
+    import ray
+    import torch
+
+    from ibnn.sweep import trainable
+
+    on_cpu = SimpleNamespace(device=torch.device("cpu"))  # a Trial's device, as it chose it
+    on_gpu = SimpleNamespace(device=torch.device("cuda"))
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])  # Ray assigned a card
+    trainable._say_if_gpu_unused("t1", on_cpu)
+    assert "trial t1: Ray assigned it GPU [0]" in capsys.readouterr().err
+    trainable._say_if_gpu_unused("t1", on_gpu)  # torch uses the card: nothing to say
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])  # a CPU trial on the CPU
+    trainable._say_if_gpu_unused("t1", on_cpu)
+    assert capsys.readouterr().err == ""
