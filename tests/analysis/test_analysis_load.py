@@ -204,3 +204,19 @@ def test_a_corrupt_trial_file_next_to_a_compacted_table_is_named(tmp_path):
     s = load_sweep(str(folder))
     assert any("skipped corrupt file" in w and "truncated.parquet" in w for w in s.warnings)
     assert s.evals["trial_id"].nunique() == 15 and s.files["evals"] == 2
+
+
+def test_files_whose_column_types_disagree_are_still_read(tmp_path):
+    """A column Arrow cannot unify (numbers in one file, text in another) is read as pandas
+    would concatenate the files' frames."""
+    build_expressivity(tmp_path)
+    folder = tmp_path / "expressivity" / "epochs"
+    first, second = sorted(folder.glob("*.parquet"))[:2]
+    for path, note in ((first, 1), (second, "one")):
+        table = pq.read_table(path)
+        pq.write_table(table.append_column("note", pa.array([note] * len(table))), path)
+    s = load_sweep(str(tmp_path / "expressivity"))
+    assert s.warnings == () and s.epochs["trial_id"].nunique() == 61
+    notes = s.epochs.set_index("trial_id")["note"]
+    assert set(notes[first.stem]) == {1} and set(notes[second.stem]) == {"one"}
+    assert notes.drop(index=[first.stem, second.stem]).isna().all()
