@@ -3,12 +3,18 @@ left) every few seconds; per-epoch lines with --verbose."""
 
 from __future__ import annotations
 
+import logging
+import re
+import subprocess
 from dataclasses import dataclass
 
 import ibnn.sweep.progress as progress_mod
 from ibnn.sweep import runner
-from ibnn.sweep.progress import SweepProgress
-from tests.sweeps.conftest import FAKE, load_script
+from ibnn.sweep.progress import SweepProgress, ray_logging_level
+from tests.sweeps.conftest import FAKE, REPO, load_script, python, ray_env
+
+# The driver's own lines: the start, status lines ("[0:00:10] ..."), the outcome.
+OURS = re.compile(r"^(Starting sweep '|\[\d+:\d\d:\d\d\] |Sweep '[^']+' finished: )")
 
 
 @dataclass
@@ -48,3 +54,43 @@ def test_default_console_is_status_lines_not_epoch_lines(ray_session, tmp_path, 
     status = [ln for ln in out.splitlines() if "trials done" in ln]
     assert status and "] 4/4 trials done (0 failed) | 0 running | 0 pending | " in status[-1]
     assert "ETA" in status[-1] and "epochs/min" in status[-1]
+
+
+def console(tmp, *extra: str) -> list[str]:
+    """Everything a sweep driver prints (stdout and stderr, interleaved), line by line."""
+    argv = ["sweeps/memorization.py", "--smoke", "--trial-module", FAKE, "--epochs", "2"]
+    out = subprocess.run(
+        [python(), *argv, "--storage", str(tmp / "res"), *extra],
+        cwd=REPO, env=ray_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout
+    return out.stdout.splitlines()
+
+
+def test_a_normal_run_prints_only_the_drivers_lines(short_tmp):
+    lines = console(short_tmp)
+    assert [ln for ln in lines if not OURS.match(ln)] == []
+    assert any(" 4/4 trials done (0 failed) " in ln for ln in lines)
+    assert lines[-1].startswith("Sweep 'memorization_fmnist' finished: 4 ok, 0 failed")
+
+
+def test_verbose_keeps_rays_own_lines(short_tmp):
+    """The negative control: the same capture sees Ray's start-up and Tune's lines."""
+    foreign = [ln for ln in console(short_tmp, "--verbose") if not OURS.match(ln)]
+    assert any("Started a local Ray instance" in ln for ln in foreign), foreign
+    assert any("Token authentication is enabled" in ln for ln in foreign), foreign
+    assert any("Wrote the latest version of all result files" in ln for ln in foreign), foreign
+
+
+def test_without_verbose_rays_warnings_stay_and_only_the_token_notice_goes():
+    token = logging.getLogger(progress_mod._TOKEN_LOGGER)
+
+    def record(msg: str) -> logging.LogRecord:
+        return token.makeRecord(token.name, logging.WARNING, __file__, 1, msg, (), None)
+
+    notice = record("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=...")
+    danger = record("Token authentication is disabled for this Ray cluster. Anyone with ...")
+    assert ray_logging_level(verbose=False) == logging.WARNING  # Ray's warnings still shown
+    assert not token.filter(notice) and token.filter(danger)
+    assert ray_logging_level(verbose=True) == logging.INFO and token.filter(notice)
