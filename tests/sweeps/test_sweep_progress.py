@@ -8,6 +8,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+import pytest
+
 import ibnn.sweep.progress as progress_mod
 from ibnn.sweep import runner
 from ibnn.sweep.progress import SweepProgress, ray_logging_level
@@ -68,6 +70,7 @@ def console(tmp, *extra: str) -> list[str]:
     return out.stdout.splitlines()
 
 
+@pytest.mark.slow  # a sweep driver with its own Ray, end to end
 def test_a_normal_run_prints_only_the_drivers_lines(short_tmp):
     lines = console(short_tmp)
     assert [ln for ln in lines if not OURS.match(ln)] == []
@@ -75,6 +78,7 @@ def test_a_normal_run_prints_only_the_drivers_lines(short_tmp):
     assert lines[-1].startswith("Sweep 'memorization_fmnist' finished: 4 ok, 0 failed")
 
 
+@pytest.mark.slow
 def test_verbose_keeps_rays_own_lines(short_tmp):
     """The negative control: the same capture sees Ray's start-up and Tune's lines."""
     foreign = [ln for ln in console(short_tmp, "--verbose") if not OURS.match(ln)]
