@@ -58,15 +58,15 @@ def test_default_console_is_status_lines_not_epoch_lines(ray_session, tmp_path, 
     assert "ETA" in status[-1] and "epochs/min" in status[-1]
 
 
-def console(tmp, *extra: str) -> list[str]:
+def console(tmp, *extra: str, script: str = "memorization", code: int = 0) -> list[str]:
     """Everything a sweep driver prints (stdout and stderr, interleaved), line by line."""
-    argv = ["sweeps/memorization.py", "--smoke", "--trial-module", FAKE, "--epochs", "2"]
+    argv = [f"sweeps/{script}.py", "--smoke", "--epochs", "2", "--storage", str(tmp / "res")]
     out = subprocess.run(
-        [python(), *argv, "--storage", str(tmp / "res"), *extra],
+        [python(), *argv, "--trial-module", FAKE, *extra],
         cwd=REPO, env=ray_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, timeout=300,
     )  # fmt: skip
-    assert out.returncode == 0, out.stdout
+    assert out.returncode == code, out.stdout
     return out.stdout.splitlines()
 
 
@@ -98,3 +98,14 @@ def test_without_verbose_rays_warnings_stay_and_only_the_token_notice_goes():
     assert ray_logging_level(verbose=False) == logging.WARNING  # Ray's warnings still shown
     assert not token.filter(notice) and token.filter(danger)
     assert ray_logging_level(verbose=True) == logging.INFO and token.filter(notice)
+
+
+@pytest.mark.slow
+def test_a_failing_trial_still_shows_rays_error_and_traceback(short_tmp):
+    faulty = ["--trial-module", "tests.sweeps.faulty_trial", "--max-failures", "0"]
+    inject = ["--set", "fail_after_epoch=0", "--set", f"fault_dir={short_tmp / 'faults'}"]
+    lines = console(short_tmp, *faulty, *inject, script="transfer", code=1)
+    text = "\n".join(lines)
+    assert "ERROR" in text and "Traceback" in text
+    assert "InjectedFailure: injected failure after epoch 0" in text
+    assert any(ln.endswith("FAILED (see the error above)") for ln in lines)
