@@ -1,7 +1,8 @@
 """Reading sweeps from `<storage>/<sweep>/{epochs,evals,boundaries}/*.parquet` and sweep.json.
 
 Files are read with pyarrow, several at once (threads: object stores answer in parallel), each
-on its own, so that one corrupt file is named in a warning and the rest are still read. A
+on its own, so that one corrupt file is named in a warning and the rest are still read; a
+table's files are then joined as Arrow and converted to pandas once. A
 compacted table (one ``all-trials.parquet``, ``python -m ibnn.sweep compact``) is read the same
 way; a trial's own file, if it also has one, replaces its rows there. Temporary files (names
 starting with ".") of an in-progress atomic write are ignored. Local folders and any URI that
@@ -18,11 +19,11 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from ibnn.results.schema import IDENTITY, REQUIRED, ROW_KEYS, TABLES
-from ibnn.results.storage import COMPACT_FILE, READ_THREADS
+from ibnn.results.storage import COMPACT_FILE, READ_THREADS, parquet_from_bytes
 from ibnn.vocab import EXPERIMENTS
 
 __all__ = [
@@ -133,6 +134,30 @@ def find_sweeps(storage: str) -> list[str]:
     )
 
 
+def _read_file(fs: pafs.FileSystem, path: str) -> pa.Table | str:
+    """One Parquet file as an Arrow table, fetched whole in one request; a message if corrupt."""
+    try:
+        with fs.open_input_stream(path, compression=None) as f:
+            return parquet_from_bytes(f.readall())
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return f"skipped corrupt file {path} ({type(exc).__name__}: {exc})"
+
+
+def _with_column(table: pa.Table, name: str, value: str) -> pa.Table:
+    return table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+
+
+def _to_pandas(parts: list[pa.Table]) -> pd.DataFrame:
+    """The files' tables as one DataFrame, converted once. Files written to the contract share
+    their schema; older files lacking a column get nulls there. Files whose types disagree
+    beyond Arrow's promotion (a string column read as numbers elsewhere) are combined as
+    pandas does, file by file."""
+    try:
+        return pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pd.concat([p.to_pandas() for p in parts], ignore_index=True)
+
+
 def _read_table(
     fs: pafs.FileSystem, folder: str, table: str, sweep: str, warnings: list[str]
 ) -> tuple[pd.DataFrame, int]:
@@ -150,40 +175,36 @@ def _read_table(
         ),
         key=lambda p: (PurePosixPath(p).name != COMPACT_FILE, p),
     )
-
-    def read(path: str) -> pd.DataFrame | str:
-        try:
-            return pq.read_table(path, filesystem=fs).to_pandas()
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            return f"skipped corrupt file {path} ({type(exc).__name__}: {exc})"
-
     with ThreadPoolExecutor(READ_THREADS) as pool:  # many small files: read them in parallel
-        read_all = list(pool.map(read, files))
-    frames, own, compacted = [], set(), None
-    for path, df in zip(files, read_all, strict=True):
-        if isinstance(df, str):
-            warnings.append(df)
+        read_all = list(pool.map(lambda path: _read_file(fs, path), files))
+    parts, own, compacted = [], [], None
+    for path, part in zip(files, read_all, strict=True):
+        if isinstance(part, str):
+            warnings.append(part)
             continue
-        missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
+        names = set(part.schema.names)
+        missing = [c for c in REQUIRED_COLUMNS[table] if c not in names]
         if missing:
             warnings.append(f"skipped {path}: required columns {missing} are missing")
             continue
-        if "sweep" not in df.columns:
-            df["sweep"] = sweep
-        if "trial_id" not in df.columns:
-            df["trial_id"] = PurePosixPath(path).stem
+        if "sweep" not in names:
+            part = _with_column(part, "sweep", sweep)
+        if "trial_id" not in names:
+            part = _with_column(part, "trial_id", PurePosixPath(path).stem)
         if PurePosixPath(path).name != COMPACT_FILE:
-            own.add(PurePosixPath(path).stem)
-        elif not df.empty:
-            compacted = df
+            own.append(PurePosixPath(path).stem)
+        elif part.num_rows:
+            compacted = part
             continue
-        frames.append(df)
+        parts.append(part)
     if compacted is not None:  # its rows of trials that have their own file are stale
-        frames.insert(0, compacted[~compacted["trial_id"].isin(own)])
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+        ids = compacted.column("trial_id").cast(pa.string())
+        stale = pc.fill_null(pc.is_in(ids, value_set=pa.array(own, pa.string())), False)
+        parts.insert(0, compacted.filter(pc.invert(stale)))
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
         return pd.DataFrame(columns=["sweep", "trial_id", *REQUIRED_COLUMNS[table]]), len(files)
-    out = pd.concat(frames, ignore_index=True)
+    out = _to_pandas(parts)
     keys = [k for k in ROW_KEYS[table] if k in out.columns]
     dup = out.duplicated(subset=keys, keep="last")
     if dup.any():

@@ -4,11 +4,13 @@ By default one line at most every ``every_s`` seconds: trials done (and how many
 failed), running and pending, throughput (trial epochs per minute in this run) and the time
 left at that pace. ``--verbose`` prints one line per finished trial epoch instead. Retries and
 trials failing for good are always printed. Replaces Ray Tune's wide status tables (the runner
-sets ``verbose=0``).
+sets ``verbose=0``) and, unless ``--verbose``, Ray's and Tune's own informational lines
+(``ray_logging_level``); their warnings and errors still reach the console.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -17,9 +19,29 @@ from typing import Any, TextIO
 
 from ray import tune
 
-__all__ = ["SweepProgress"]
+__all__ = ["SweepProgress", "ray_logging_level"]
 
 _DONE = ("TERMINATED", "ERROR")
+# Ray >= 2.59 turns on token authentication for every new local cluster and says so as a
+# warning; on a normal run's console that is a notice, not a problem.
+_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+def _not_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_TOKEN_NOTICE)
+
+
+def ray_logging_level(verbose: bool) -> int:
+    """The level of the "ray" logger for ``ray.init(logging_level=...)``: INFO with --verbose,
+    else WARNING, which drops Ray's start-up lines and Tune's bookkeeping ("Started a local Ray
+    instance", "Wrote the latest version of all result files ..."); without --verbose the
+    token-authentication notice of a new local cluster is dropped too."""
+    if verbose:
+        logging.getLogger(_TOKEN_LOGGER).removeFilter(_not_token_notice)
+        return logging.INFO
+    logging.getLogger(_TOKEN_LOGGER).addFilter(_not_token_notice)
+    return logging.WARNING
 
 
 class SweepProgress(tune.Callback):

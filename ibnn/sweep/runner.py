@@ -85,9 +85,12 @@ def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
         lease.release()
 
 
-def _init_ray(address: str | None) -> bool:
-    """Joins the cluster at ``address`` (or this machine's, or a new local one); True if started."""
+def _init_ray(address: str | None, verbose: bool = False) -> bool:
+    """Joins the cluster at ``address`` (or this machine's, or a new local one); True if started.
+    Ray's own informational lines reach the console only with ``verbose``."""
     import ray
+
+    from ibnn.sweep.progress import ray_logging_level
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
@@ -97,7 +100,12 @@ def _init_ray(address: str | None) -> bool:
     except PreflightError as err:
         raise SystemExit(f"error: {err}") from None
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=True,
+            logging_level=ray_logging_level(verbose),
+        )
     except ConnectionError as err:
         hint = ""
         if address not in (None, "auto", "local") and os.environ.get("RAY_AUTH_MODE") != "token":
@@ -386,7 +394,7 @@ def run(spec: SweepSpec, args: SweepArgs, plan: SweepPlan, storage: Storage, mod
     started = False
     try:
         joins = resolve_ray_address(args.address)[0] is not None  # an existing cluster
-        started = _init_ray(args.address)
+        started = _init_ray(args.address, args.verbose)
         return _execute(spec, args, plan, storage, mode, stage_data=joins or not started)
     except KeyboardInterrupt:  # Ctrl-C before Tune took over its handling
         return _interrupted(storage, plan)

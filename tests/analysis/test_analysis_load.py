@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from analysis_synthetic import build_expressivity, build_robustness, write_table
 
-from analysis.load import find_sweeps, load_storage, load_sweep, sweep_kind
+from analysis.load import REQUIRED_COLUMNS, find_sweeps, load_storage, load_sweep, sweep_kind
 from analysis.status import status_table
+from ibnn.results import TABLES, Storage
+from ibnn.results.storage import COMPACT_FILE, compact_table
 
 ALL = {
     "data_fraction",
@@ -130,3 +133,90 @@ def test_started_sweep_without_results_is_listed_as_missing(tmp_path):
     row = status_table([s]).iloc[0]
     assert row["found"] == 0 and not row["complete"]
     assert "15 of 15 expected trials not written" in row["notes"]
+
+
+def _pandas_file_by_file(folder: Path, table: str) -> pd.DataFrame:
+    """The table as pandas reads it, one file at a time (an independent reader)."""
+    frames = []
+    for path in sorted((folder / table).glob("*.parquet")):
+        try:
+            frames.append(pd.read_parquet(path))
+        except (pa.ArrowException, OSError):
+            continue
+    return pd.concat([f for f in frames if not f.empty], ignore_index=True)
+
+
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return df.sort_values(keys).reset_index(drop=True)[sorted(df.columns)]
+
+
+@pytest.mark.parametrize(
+    ("sweep", "table", "keys"),
+    [
+        ("expressivity", "epochs", ["trial_id", "epoch"]),
+        ("robustness", "evals", ["trial_id", "attack", "strength"]),
+        ("toy2d", "boundaries", ["trial_id", "x0", "x1"]),
+    ],
+)
+def test_tables_equal_pandas_reading_each_file(storage, sweeps, sweep, table, keys):
+    got = getattr(next(s for s in sweeps if s.name == sweep), table)
+    want = _pandas_file_by_file(storage / sweep, table)
+    pd.testing.assert_frame_equal(_sorted(got, keys), _sorted(want, keys))
+
+
+def _add_older_file(folder: Path) -> None:
+    """A trial written before the contract had its optional columns (selected, node, ...)."""
+    rows = pq.read_table(sorted((folder / "epochs").glob("*.parquet"))[0]).to_pylist()
+    kept = {*REQUIRED_COLUMNS["epochs"], "sweep"}
+    old = [{k: v for k, v in r.items() if k in kept} | {"trial_id": "older"} for r in rows]
+    pq.write_table(pa.Table.from_pylist(old), folder / "epochs" / "older.parquet")
+
+
+def test_per_trial_files_and_the_compacted_sweep_read_to_equal_frames(tmp_path):
+    build_robustness(tmp_path)
+    folder = tmp_path / "robustness"
+    (folder / "evals" / "zz_corrupt.parquet").unlink()  # compaction refuses a corrupt file
+    _add_older_file(folder)
+    before = load_sweep(str(folder))
+    assert before.warnings == () and (before.epochs["trial_id"] == "older").any()
+    st = Storage(str(tmp_path))
+    for table in TABLES:
+        compact_table(st, "robustness", table)
+    assert {p.name for p in (folder / "epochs").iterdir()} == {COMPACT_FILE}
+    after = load_sweep(str(folder))
+    assert after.warnings == () and after.files == {**before.files, "epochs": 1, "evals": 1}
+    keys = {"epochs": ["trial_id", "epoch"], "evals": ["trial_id", "attack", "strength"]}
+    for table, by in keys.items():
+        old, new = getattr(before, table), getattr(after, table)
+        assert set(old.columns) <= set(new.columns) and len(old) == len(new)
+        # the per-trial files had the same columns: after compaction, no column is added
+        assert set(new.columns) == set(old.columns)
+        pd.testing.assert_frame_equal(_sorted(new, by), _sorted(old, by))
+
+
+def test_a_corrupt_trial_file_next_to_a_compacted_table_is_named(tmp_path):
+    build_robustness(tmp_path)
+    folder = tmp_path / "robustness"
+    (folder / "evals" / "zz_corrupt.parquet").unlink()
+    compact_table(Storage(str(tmp_path)), "robustness", "evals")
+    (folder / "evals" / "truncated.parquet").write_bytes((folder / "evals" / COMPACT_FILE)
+                                                         .read_bytes()[:200])  # fmt: skip
+    s = load_sweep(str(folder))
+    assert any("skipped corrupt file" in w and "truncated.parquet" in w for w in s.warnings)
+    assert s.evals["trial_id"].nunique() == 15 and s.files["evals"] == 2
+
+
+def test_files_whose_column_types_disagree_are_still_read(tmp_path):
+    """A column Arrow cannot unify (numbers in one file, text in another) is read as pandas
+    would concatenate the files' frames."""
+    build_expressivity(tmp_path)
+    folder = tmp_path / "expressivity" / "epochs"
+    first, second = sorted(folder.glob("*.parquet"))[:2]
+    for path, note in ((first, 1), (second, "one")):
+        table = pq.read_table(path)
+        pq.write_table(table.append_column("note", pa.array([note] * len(table))), path)
+    s = load_sweep(str(tmp_path / "expressivity"))
+    assert s.warnings == () and s.epochs["trial_id"].nunique() == 61
+    notes = s.epochs.set_index("trial_id")["note"]
+    assert set(notes[first.stem]) == {1} and set(notes[second.stem]) == {"one"}
+    assert notes.drop(index=[first.stem, second.stem]).isna().all()

@@ -24,7 +24,7 @@ from tests.sweeps.conftest import FAKE, REPO, SCRIPTS, load_script
 def no_ray(monkeypatch):
     """Fails the test if the runner gets as far as starting or joining Ray."""
 
-    def refuse(address):
+    def refuse(*_):
         raise AssertionError("Ray was started although the input should have been refused")
 
     monkeypatch.setattr(runner, "_init_ray", refuse)

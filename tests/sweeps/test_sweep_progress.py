@@ -3,12 +3,20 @@ left) every few seconds; per-epoch lines with --verbose."""
 
 from __future__ import annotations
 
+import logging
+import re
+import subprocess
 from dataclasses import dataclass
+
+import pytest
 
 import ibnn.sweep.progress as progress_mod
 from ibnn.sweep import runner
-from ibnn.sweep.progress import SweepProgress
-from tests.sweeps.conftest import FAKE, load_script
+from ibnn.sweep.progress import SweepProgress, ray_logging_level
+from tests.sweeps.conftest import FAKE, REPO, load_script, python, ray_env
+
+# The driver's own lines: the start, status lines ("[0:00:10] ..."), the outcome.
+OURS = re.compile(r"^(Starting sweep '|\[\d+:\d\d:\d\d\] |Sweep '[^']+' finished: )")
 
 
 @dataclass
@@ -48,3 +56,56 @@ def test_default_console_is_status_lines_not_epoch_lines(ray_session, tmp_path, 
     status = [ln for ln in out.splitlines() if "trials done" in ln]
     assert status and "] 4/4 trials done (0 failed) | 0 running | 0 pending | " in status[-1]
     assert "ETA" in status[-1] and "epochs/min" in status[-1]
+
+
+def console(tmp, *extra: str, script: str = "memorization", code: int = 0) -> list[str]:
+    """Everything a sweep driver prints (stdout and stderr, interleaved), line by line."""
+    argv = [f"sweeps/{script}.py", "--smoke", "--epochs", "2", "--storage", str(tmp / "res")]
+    out = subprocess.run(
+        [python(), *argv, "--trial-module", FAKE, *extra],
+        cwd=REPO, env=ray_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == code, out.stdout
+    return out.stdout.splitlines()
+
+
+@pytest.mark.slow  # a sweep driver with its own Ray, end to end
+def test_a_normal_run_prints_only_the_drivers_lines(short_tmp):
+    lines = console(short_tmp)
+    assert [ln for ln in lines if not OURS.match(ln)] == []
+    assert any(" 4/4 trials done (0 failed) " in ln for ln in lines)
+    assert lines[-1].startswith("Sweep 'memorization_fmnist' finished: 4 ok, 0 failed")
+
+
+@pytest.mark.slow
+def test_verbose_keeps_rays_own_lines(short_tmp):
+    """The negative control: the same capture sees Ray's start-up and Tune's lines."""
+    foreign = [ln for ln in console(short_tmp, "--verbose") if not OURS.match(ln)]
+    assert any("Started a local Ray instance" in ln for ln in foreign), foreign
+    assert any("Token authentication is enabled" in ln for ln in foreign), foreign
+    assert any("Wrote the latest version of all result files" in ln for ln in foreign), foreign
+
+
+def test_without_verbose_rays_warnings_stay_and_only_the_token_notice_goes():
+    token = logging.getLogger(progress_mod._TOKEN_LOGGER)
+
+    def record(msg: str) -> logging.LogRecord:
+        return token.makeRecord(token.name, logging.WARNING, __file__, 1, msg, (), None)
+
+    notice = record("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=...")
+    danger = record("Token authentication is disabled for this Ray cluster. Anyone with ...")
+    assert ray_logging_level(verbose=False) == logging.WARNING  # Ray's warnings still shown
+    assert not token.filter(notice) and token.filter(danger)
+    assert ray_logging_level(verbose=True) == logging.INFO and token.filter(notice)
+
+
+@pytest.mark.slow
+def test_a_failing_trial_still_shows_rays_error_and_traceback(short_tmp):
+    faulty = ["--trial-module", "tests.sweeps.faulty_trial", "--max-failures", "0"]
+    inject = ["--set", "fail_after_epoch=0", "--set", f"fault_dir={short_tmp / 'faults'}"]
+    lines = console(short_tmp, *faulty, *inject, script="transfer", code=1)
+    text = "\n".join(lines)
+    assert "ERROR" in text and "Traceback" in text
+    assert "InjectedFailure: injected failure after epoch 0" in text
+    assert any(ln.endswith("FAILED (see the error above)") for ln in lines)
