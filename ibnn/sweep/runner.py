@@ -240,6 +240,12 @@ def _build_tuner(
         if packs:  # several trials per Tune trial, trained as one model
             param_space = {**constants, PACK: tune.grid_search(packs)}
             units, unit = len(packs), "packs"
+            print(
+                f"Training its {plan.expected_trials} trials in {len(packs)} packs of up to "
+                f"{max(map(len, packs))} (one model and one Ray trial per pack, with the "
+                f"resources above; --pack 1 trains each trial alone)",
+                flush=True,
+            )
         else:
             param_space = {**constants, "variant": tune.grid_search(list(plan.variants))}
         search: dict[str, Any] = {"num_samples": 1}

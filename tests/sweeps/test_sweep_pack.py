@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pytest
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
 from ibnn.sweep.packing import _chunks, member_configs, pack_variants
-from tests.sweeps.conftest import load_script
+from tests.sweeps.conftest import REPO, kill_leftovers, load_script, python, ray_env
 
 SEEDS = ["--seeds", "3", "--ibnn-seeds", "3"]
 
@@ -60,3 +64,45 @@ def test_a_packed_sweep_writes_each_trial_what_an_unpacked_sweep_writes(
     ea = packed["evals"].sort_values(["trial_id", "attack"])["acc"].to_numpy()
     eb = alone["evals"].sort_values(["trial_id", "attack"])["acc"].to_numpy()
     assert ea == pytest.approx(eb, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_a_killed_packed_sweep_resumes_each_trial_from_its_own_checkpoint(short_tmp):
+    """SIGKILL the driver while packs are mid-way, then --resume: every trial ends ok with each
+    epoch written once, and the rows written before the kill are unchanged."""
+    storage = str(short_tmp / "res")
+    env = ray_env(short_tmp, TUNE_GLOBAL_CHECKPOINT_S="1")
+    args = ["--smoke", "--seeds", "2", "--epochs", "4", "--lam", "-1", "--name", "pk"]
+    cmd = [python(), "sweeps/data_fraction.py", *args, "--storage", storage]
+    per_trial = 5  # one warm-up and four main epochs
+    with open(short_tmp / "first.log", "w") as log:
+        first = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while True:  # an IBNN pack two checkpoints in, not finished
+                assert time.monotonic() < deadline and first.poll() is None
+                rows = read_table(storage, "pk", "epochs").to_pandas()
+                sizes = rows[rows["family"] == "ibnn"].groupby("trial_id").size()
+                if ((sizes >= 3) & (sizes < per_trial)).any():
+                    break
+                time.sleep(0.2)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+    before = read_table(storage, "pk", "epochs").to_pandas()
+    kill_leftovers(str(short_tmp / "rt"))
+    resumed = subprocess.run(
+        [*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = read_table(storage, "pk", "epochs").to_pandas()
+    trials = read_table(storage, "pk", "trials").to_pandas()
+    assert len(trials) == 8 and set(trials["status"]) == {"ok"}  # 2 fractions x 2 x 2 seeds
+    assert not rows.duplicated(["trial_id", "epoch"]).any() and len(rows) == 8 * per_trial
+    assert "in 4 packs of up to 2" in (short_tmp / "first.log").read_text()  # packed by default
+    merged = before.merge(rows, on=["trial_id", "epoch"], suffixes=("_before", ""))
+    assert len(merged) == len(before)
+    for col in ("train_loss", "val_acc", "test_acc"):
+        assert (merged[f"{col}_before"] == merged[col]).all(), col
