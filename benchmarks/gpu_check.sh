@@ -5,7 +5,7 @@
 #
 #     bash benchmarks/gpu_check.sh [DATA_ROOT]
 #
-# The pack benchmark (benchmarks/pack.py, issue 11 criteria 3-4) is run when it exists.
+# The pack benchmark runs K = 32 trials one at a time and packed (issue 11: >= 10x on a GPU).
 set -u
 PY=${PYTHON:-python}
 ROOT=${1:-~/.cache/ibnn/data}
@@ -19,13 +19,10 @@ step() {  # step SECONDS TITLE COMMAND...
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 step 60 "layer step (UCN(1,3), batch 128)" $PY benchmarks/layer_step.py --device cuda
 step 90 "one epoch" $PY benchmarks/epoch.py --device cuda --data-root "$ROOT" --lam -2
-step 150 "search space" $PY benchmarks/search_space.py --device cuda --data-root "$ROOT" \
+step 120 "search space" $PY benchmarks/search_space.py --device cuda --data-root "$ROOT" \
   --threads 0 --repeats 10
-if [ -f benchmarks/pack.py ]; then
-  step 120 "pack" $PY benchmarks/pack.py --device cuda --data-root "$ROOT"
-else
-  echo "== pack: benchmarks/pack.py not present"
-fi
+step 150 "pack (K = 32)" $PY benchmarks/pack.py --device cuda --k 32 --data-root "$ROOT" \
+  --max-train 2000 --max-test 1000 --epochs 1
 step 30 "eval determinism on cuda" $PY - <<'PYEOF'
 import torch
 from ibnn import ucn
