@@ -370,8 +370,9 @@ def _cluster_group(parser: argparse.ArgumentParser, spec: SweepSpec) -> None:
         type=_positive_int("--pack"),
         default=None,
         help="grid trials trained together as one vectorized model per Ray trial, when they "
-        "differ only in seed, lam, p or label noise (default: up to 8 on CPU, 32 with GPUs; "
-        "1: every trial alone; searches never pack)",
+        "differ only in seed, lam, p or label noise (default: up to 32 with GPUs; on CPU up to "
+        "8 SM or IBNN-lite trials and IBNN trials alone; 1: every trial alone; searches never "
+        "pack)",
     )
     s.add_argument(
         "--verbose",

@@ -8,9 +8,11 @@ members under ``"pack"``; its trainable (:func:`run_pack_trial`) builds one
 writes every member's own rows (its ``trial_id``, epochs, evals and trials row) exactly as a
 solo trial would, checkpointing every member (``<trial_id>.pt``) in the pack's checkpoint.
 
-``--pack`` defaults to ``auto``: packs of up to 8 trials on CPU and 32 when trials get a GPU
-share (``benchmarks/pack.py`` measures the gain). ``--pack 1`` runs one trial per Tune trial, as
-do searches (each Optuna trial is its own) and trial modules other than ``ibnn.trial``.
+``--pack`` defaults to ``auto`` (:func:`auto_pack`): packs of up to 32 trials when trials get a
+GPU share; on CPU, packs of up to 8 for SM and IBNN-lite trials and none for IBNN trials,
+whose packs were slower than solo runs there (``benchmarks/pack.py``). ``--pack 1`` runs one
+trial per Tune trial, as do searches (each Optuna trial is its own) and trial modules other
+than ``ibnn.trial``.
 """
 
 from __future__ import annotations
@@ -37,11 +39,16 @@ AUTO_PACK_GPU = 32  # ... and when trials get a GPU share
 PACKING_MODULE = "ibnn.trial"  # the trial module whose trials can be packed
 
 
-def auto_pack(size: int | None, gpus_per_trial: float) -> int:
-    """Trials per pack: ``--pack`` if given, else by the device trials get."""
+def auto_pack(size: int | None, gpu: bool, family: str) -> int:
+    """Trials per pack: ``--pack`` if given; else 32 on GPUs, and on CPU 8 for families without
+    an implicit solve (SM, IBNN-lite) and 1 for "ibnn", whose packs are slower there
+    (``benchmarks/pack.py``: the solve's work grows with the pack, and its iterations are the
+    slowest member's)."""
     if size is not None:
         return size
-    return AUTO_PACK_GPU if gpus_per_trial > 0 else AUTO_PACK_CPU
+    if gpu:
+        return AUTO_PACK_GPU
+    return 1 if family == "ibnn" else AUTO_PACK_CPU
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -55,16 +62,18 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 def pack_variants(
     variants: Sequence[Mapping[str, Any]],
     constants: Mapping[str, Any],
-    size: int,
+    size: int | None,
     trial_module: str = PACKING_MODULE,
+    gpu: bool = False,
 ) -> list[list[dict[str, Any]]]:
     """A grid's variants cut into packs: trials that may share one, at most ``size`` per pack.
 
     Args:
         variants: each trial's own config values (``plan.variants``).
         constants: the values every trial shares.
-        size: most trials per pack (1: every trial alone).
+        size: most trials per pack (1: every trial alone; None: :func:`auto_pack`).
         trial_module: packs only for ``ibnn.trial`` (other modules: every trial alone).
+        gpu: trials get a GPU share (for the automatic size).
 
     Returns:
         The packs, each a list of variants, in the grid's order of first appearance.
@@ -75,10 +84,17 @@ def pack_variants(
     from ibnn.trial.pack import pack_key
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
+    family: dict[tuple, str] = {}
     for v in variants:
         cfg = TrialConfig.from_dict({**constants, **v})
-        groups.setdefault(pack_key(cfg), []).append(dict(v))
-    return [chunk for group in groups.values() for chunk in _chunks(group, size)]
+        key = pack_key(cfg)
+        groups.setdefault(key, []).append(dict(v))
+        family[key] = cfg.family
+    return [
+        chunk
+        for key, group in groups.items()
+        for chunk in _chunks(group, auto_pack(size, gpu, family[key]))
+    ]
 
 
 def member_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:

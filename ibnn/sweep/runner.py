@@ -30,7 +30,7 @@ from ibnn.sweep.meta import (
     tune_location,
     tune_state_exists,
 )
-from ibnn.sweep.packing import PACK, auto_pack, pack_variants
+from ibnn.sweep.packing import PACK, pack_variants
 from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, default_gpu_share
 from ibnn.sweep.plan import PlanError, SweepPlan, build_plan
 from ibnn.sweep.preflight import (
@@ -292,8 +292,8 @@ def _packs(
     1``, a single trial per pack key, a confirmation run, another trial module)."""
     if ray_dir != RAY_DIR:  # a search's confirmation runs: a few trials, each alone
         return []
-    size = auto_pack(args.pack, 0.0 if device == "cpu" else 1.0)
-    packs = pack_variants(plan.variants, constants, size, args.trial_module)
+    gpu = device != "cpu"
+    packs = pack_variants(plan.variants, constants, args.pack, args.trial_module, gpu)
     return packs if any(len(p) > 1 for p in packs) else []
 
 

@@ -30,6 +30,11 @@ def test_chunks_are_balanced_and_packs_only_join_trials_that_share_the_loop():
     for p in packs:
         assert len({(v["family"], v["C"]) for v in p}) == 1
     assert pack_variants(variants, constants, 1) == [[v] for v in variants]
+    # automatic: on CPU SM trials pack by 8 and IBNN trials run alone; on GPUs all by 32
+    auto = pack_variants(variants, constants, None)
+    assert sorted(len(p) for p in auto) == [1] * 12 + [6, 6]
+    assert all(p[0]["family"] == "sm" for p in auto if len(p) > 1)
+    assert sorted(len(p) for p in pack_variants(variants, constants, None, gpu=True)) == [6] * 4
     assert len(pack_variants(variants, constants, 8, "tests.sweeps.fake_trial")) == 24
     config = {"dataset": "fmnist", "pack": packs[0][:2]}
     assert member_configs(config) == [{"dataset": "fmnist", "variant": v} for v in packs[0][:2]]
@@ -72,7 +77,19 @@ def test_a_killed_packed_sweep_resumes_each_trial_from_its_own_checkpoint(short_
     epoch written once, and the rows written before the kill are unchanged."""
     storage = str(short_tmp / "res")
     env = ray_env(short_tmp, TUNE_GLOBAL_CHECKPOINT_S="1")
-    args = ["--smoke", "--seeds", "2", "--epochs", "4", "--lam", "-1", "--name", "pk"]
+    args = [
+        "--smoke",
+        "--seeds",
+        "2",
+        "--epochs",
+        "4",
+        "--lam",
+        "-1",
+        "--pack",
+        "2",
+        "--name",
+        "pk",
+    ]
     cmd = [python(), "sweeps/data_fraction.py", *args, "--storage", storage]
     per_trial = 5  # one warm-up and four main epochs
     with open(short_tmp / "first.log", "w") as log:
@@ -101,7 +118,7 @@ def test_a_killed_packed_sweep_resumes_each_trial_from_its_own_checkpoint(short_
     trials = read_table(storage, "pk", "trials").to_pandas()
     assert len(trials) == 8 and set(trials["status"]) == {"ok"}  # 2 fractions x 2 x 2 seeds
     assert not rows.duplicated(["trial_id", "epoch"]).any() and len(rows) == 8 * per_trial
-    assert "in 4 packs of up to 2" in (short_tmp / "first.log").read_text()  # packed by default
+    assert "in 4 packs of up to 2" in (short_tmp / "first.log").read_text()
     merged = before.merge(rows, on=["trial_id", "epoch"], suffixes=("_before", ""))
     assert len(merged) == len(before)
     for col in ("train_loss", "val_acc", "test_acc"):
