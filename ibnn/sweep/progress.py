@@ -53,6 +53,8 @@ class SweepProgress(tune.Callback):
         stream: where to print (default stdout; looked up at print time).
     """
 
+    unit = "trials"  # the default for callbacks pickled by older versions (a resumed sweep)
+
     def __init__(
         self,
         total: int,
@@ -75,6 +77,13 @@ class SweepProgress(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A resumed sweep's callback: its clock and pace start with this run."""
+        self.__dict__.update(state)
+        self.t0 = time.monotonic()
+        self.last_line = -math.inf
+        self.epochs_seen = 0
 
     def _print(self, text: str) -> None:
         out = self.stream or sys.stdout

@@ -3,7 +3,9 @@ left) every few seconds; per-epoch lines with --verbose."""
 
 from __future__ import annotations
 
+import io
 import logging
+import pickle
 import re
 import subprocess
 from dataclasses import dataclass
@@ -45,6 +47,25 @@ def test_status_line_counts_and_time_left(monkeypatch):
     assert line == (
         "2/5 trials done (1 failed) | 1 running | 2 pending | 3.5 epochs/min | ETA 0:03:08"
     )
+
+
+def test_a_callback_pickled_by_an_older_version_still_prints_on_resume(monkeypatch):
+    """Tune restores the callbacks it pickled when the sweep started: one saved before packs
+    existed has no ``unit``, and its clock must restart with the resumed run."""
+    clock = [1000.0]
+    monkeypatch.setattr(progress_mod.time, "monotonic", lambda: clock[0])
+    old = SweepProgress(total=2, verbose=False)
+    del old.unit  # the instance attribute; the state then lacks it, as an old pickle does
+    state = old.__getstate__()
+    assert "unit" not in state
+    clock[0] += 9000.0  # resumed hours later
+    restored = SweepProgress.__new__(SweepProgress)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    line = restored.status_line([FakeTrial("a", "TERMINATED"), FakeTrial("b", "PENDING")])
+    assert line.startswith("1/2 trials done (0 failed) | 0 running | 1 pending")
+    restored.stream = io.StringIO()
+    restored._print("x")
+    assert restored.stream.getvalue() == "[0:00:00] x\n"
 
 
 def test_default_console_is_status_lines_not_epoch_lines(ray_session, tmp_path, capsys):
