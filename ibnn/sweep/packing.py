@@ -160,6 +160,14 @@ def _pack_metrics(members: list[dict[str, Any]]) -> dict[str, Any]:
         **first,
         "trial_id": "+".join(m["trial_id"] for m in members),
         "objective": max(objectives) if objectives else float("nan"),
-        "status": "running" if any(m["status"] == "running" for m in members) else "done",
+        "status": _pack_status([m["status"] for m in members]),
         "members": len(members),
     }
+
+
+def _pack_status(statuses: list[str]) -> str:
+    """A pack's status for the console: "running" while a member runs, "ok" when every member
+    ended ok, else the first other ending (the members' own rows say which)."""
+    if "running" in statuses:
+        return "running"
+    return next((s for s in statuses if s != "ok"), "ok")

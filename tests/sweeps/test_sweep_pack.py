@@ -12,7 +12,7 @@ import pytest
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
-from ibnn.sweep.packing import _chunks, member_configs, pack_variants
+from ibnn.sweep.packing import _chunks, _pack_status, member_configs, pack_variants
 from tests.sweeps.conftest import REPO, kill_leftovers, load_script, python, ray_env
 
 SEEDS = ["--seeds", "3", "--ibnn-seeds", "3"]
@@ -36,6 +36,8 @@ def test_chunks_are_balanced_and_packs_only_join_trials_that_share_the_loop():
     assert all(p[0]["family"] == "sm" for p in auto if len(p) > 1)
     assert sorted(len(p) for p in pack_variants(variants, constants, None, gpu=True)) == [6] * 4
     assert len(pack_variants(variants, constants, 8, "tests.sweeps.fake_trial")) == 24
+    assert _pack_status(["ok", "running"]) == "running" and _pack_status(["ok", "ok"]) == "ok"
+    assert _pack_status(["ok", "diverged", "solver_failed"]) == "diverged"
     config = {"dataset": "fmnist", "pack": packs[0][:2]}
     assert member_configs(config) == [{"dataset": "fmnist", "variant": v} for v in packs[0][:2]]
 
@@ -49,7 +51,7 @@ def test_a_packed_sweep_writes_each_trial_what_an_unpacked_sweep_writes(
     assert runner.main(spec, [*common, "--name", "packed", "--pack", "3"]) == 0
     out = capsys.readouterr().out
     assert runner.main(spec, [*common, "--name", "alone", "--pack", "1"]) == 0
-    assert "packs" in out and "4/4 packs done" in out  # (sm, ibnn) x label noise (0, 0.4)
+    assert "4/4 packs done (0 failed)" in out  # (sm, ibnn) x label noise (0, 0.4)
     tables = {}
     for name in ("packed", "alone"):
         tables[name] = {t: read_table(str(tmp_path), name, t).to_pandas()
