@@ -172,6 +172,7 @@ class Trial:
     def run_begun(self, epoch: EpochStart) -> dict[str, Any]:
         """Trains and evaluates an epoch started by ``begin_epoch`` (see ``run_epoch``)."""
         cfg, s = self.cfg, self.splits
+        tr = None
         try:
             tr = train_epoch(
                 self.model,
@@ -188,7 +189,7 @@ class Trial:
                 va = evaluate_split(self.model, s.x_val, s.y_val, cfg.eval_batch_size)
                 te = evaluate_split(self.model, s.x_test, s.y_test, cfg.eval_batch_size)
         except NUMERICAL_FAILURES as err:  # a numerical error: end the trial cleanly
-            return self.finish_epoch(epoch, error=err)
+            return self.finish_epoch(epoch, tr, error=err)  # keeps a finished training pass
         return self.finish_epoch(epoch, tr, va, te)
 
     def begin_epoch(self) -> EpochStart:
@@ -224,11 +225,12 @@ class Trial:
             "phase": "warmup" if epoch.warm else "train",
             "lr": epoch.lr,
         }
+        if tr is not None:
+            rec |= {"train_loss": tr.loss, "train_acc": tr.acc} | tr.solver
         if error is not None:
             self.error = f"{type(error).__name__}: {error}"
             self.status = "solver_failed" if self._has_ibnn() else "diverged"
         else:
-            rec |= {"train_loss": tr.loss, "train_acc": tr.acc} | tr.solver
             rec |= {
                 "val_loss": va.loss if va else nan,
                 "val_acc": va.acc if va else nan,

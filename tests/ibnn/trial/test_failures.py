@@ -128,3 +128,17 @@ def test_a_non_finite_loss_is_still_diverged(monkeypatch):
     monkeypatch.setattr(trial_mod, "make_splits", poisoned)
     res = run_trial(toy(family="sm", warmup_epochs=0), progress=False)
     assert res.status == "diverged" and math.isnan(res.epochs[-1]["val_loss"])
+
+
+def test_a_singular_system_in_an_epochs_validation_keeps_its_training_numbers(monkeypatch):
+    """Training finished, then validation raised: the record keeps the training pass."""
+
+    def singular(*args, **kw):
+        raise torch.linalg.LinAlgError("singular system")
+
+    trial = Trial(toy(epochs=1, warmup_epochs=0))
+    monkeypatch.setattr(trial_mod, "evaluate_split", singular)
+    rec = trial.run_epoch()
+    assert trial.status == rec["status"] in ("solver_failed", "diverged")
+    assert math.isfinite(rec["train_loss"]) and 0 <= rec["train_acc"] <= 1
+    assert math.isnan(rec["val_loss"]) and "singular system" in rec["error"]
