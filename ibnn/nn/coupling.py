@@ -39,6 +39,7 @@ __all__ = [
     "DenseCoupling",
     "WindowCoupling",
     "log_cosh",
+    "uniform_flat",
 ]
 
 _DENSE_CHUNK = 1 << 24  # elements of a (rows, D, D) block materialised at once
@@ -59,12 +60,20 @@ class Linearization:
         B: (R, D) cross term B(z).
         diag: (R, D) diagonal of dB/dz (non-positive).
         matvec: maps v of shape (R, D) to (dB/dz) v, shape (R, D).
+        smoother: lam -> the coupling's own preconditioner for that lam, or None (Jacobi).
+        subset: row indices -> the linearization of those rows (see :meth:`take`).
     """
 
     B: Tensor
     diag: Tensor
     matvec: Callable[[Tensor], Tensor]
     smoother: Callable[[float], Callable[[Tensor], Tensor] | None] | None = None
+    subset: Callable[[Tensor], Linearization] | None = None
+
+    def take(self, rows: Tensor) -> Linearization | None:
+        """The same linearization for the rows ``rows`` (int64 indices) alone, or None where the
+        coupling cannot select rows. Solvers use it to stop working on rows that are done."""
+        return None if self.subset is None else self.subset(rows)
 
     def preconditioner(self, lam: float) -> Callable[[Tensor], Tensor]:
         """r -> M^-1 r for an SPD M approximating I + lam dB/dz, for CG.
@@ -86,6 +95,12 @@ class Coupling(Protocol):
 
     def linearize(self, z: Tensor) -> Linearization:
         """B(z), the diagonal of dB/dz and a matvec with dB/dz, for z of shape (R, D)."""
+        ...
+
+    def linearize_flat(self, z: Tensor) -> Linearization:
+        """The linearization at a constant row (every pair in tanh's linear range), for rows
+        shaped like z; equal to ``linearize(zeros_like(z))`` without evaluating any tanh (its B
+        and diag may be (1, D), broadcast over the rows)."""
         ...
 
     def cross(self, z: Tensor) -> Tensor:
@@ -122,7 +137,17 @@ class PreciseCoupling:
 
     def linearize(self, z: Tensor) -> Linearization:
         """B(z), diag(dB/dz) and v -> (dB/dz) v at z of shape (R, D)."""
-        lin = self._linearize(self._cast(z))
+        return self._wrap(self._linearize(self._cast(z)), z.dtype)
+
+    def linearize_flat(self, z: Tensor) -> Linearization:
+        """The linearization at a constant row, for rows shaped like z (no tanh evaluated)."""
+        return self._wrap(self._linearize_flat(self._cast(z)), z.dtype)
+
+    def _linearize_flat(self, z: Tensor) -> Linearization:
+        return self._linearize(torch.zeros_like(z))
+
+    def _wrap(self, lin: Linearization, dtype: torch.dtype) -> Linearization:
+        """``lin`` (computed in ``self.dtype``) taking and returning ``dtype``."""
         inner = lin.matvec
 
         def matvec(v: Tensor) -> Tensor:
@@ -134,9 +159,25 @@ class PreciseCoupling:
                 return None
             return lambda r: apply(self._cast(r)).to(r.dtype)
 
+        subset = None
+        if lin.subset is not None:
+            subset = lambda rows: self._wrap(lin.subset(rows), dtype)  # noqa: E731
         return Linearization(
-            B=lin.B.to(z.dtype), diag=lin.diag.to(z.dtype), matvec=matvec, smoother=smoother
-        )
+            B=lin.B.to(dtype), diag=lin.diag.to(dtype), matvec=matvec, smoother=smoother,
+            subset=subset,
+        )  # fmt: skip
+
+
+def uniform_flat(p: float, z: Tensor) -> Linearization:
+    """Linearization of uniform w = 1/D at a constant row: K_ik = p / D for every pair, so
+    (dB/dz v)_i = p (mean(v) - v_i) in O(D); B and diag are (1, D), broadcast over the rows."""
+    flat = Linearization(
+        B=z.new_zeros(1, z.shape[1]),
+        diag=z.new_full((1, z.shape[1]), p / z.shape[1] - p),
+        matvec=lambda v: p * (v.mean(-1, keepdim=True) - v),
+    )
+    flat.subset = lambda rows: flat  # the same for every row
+    return flat
 
 
 class DenseCoupling(PreciseCoupling):
@@ -183,14 +224,29 @@ class DenseCoupling(PreciseCoupling):
             row_sum[s] = k.sum(-1)
             kernels.append((s, k))
 
+        return self._assemble(B, row_sum, kernels, self.p / d_units)
+
+    def _assemble(self, B: Tensor, row_sum: Tensor, kernels: list, w_p: float) -> Linearization:
+        """The linearization from B, the row sums of K and K's blocks [(row slice, (r, D, D))]."""
+
         def matvec(v: Tensor) -> Tensor:
             out = torch.empty_like(v)
             for s, k in kernels:
                 out[s] = torch.bmm(k, v[s].unsqueeze(-1)).squeeze(-1) - row_sum[s] * v[s]
             return out
 
-        diag = self.p / d_units - row_sum
-        return Linearization(B=B, diag=diag, matvec=matvec)
+        def subset(rows: Tensor) -> Linearization:
+            k = kernels[0][1][rows]
+            return self._assemble(B[rows], row_sum[rows], [(slice(None), k)], w_p)
+
+        diag = w_p - row_sum
+        # rows are selected from a single block only (several: memory was the limit)
+        return Linearization(
+            B=B, diag=diag, matvec=matvec, subset=subset if len(kernels) == 1 else None
+        )
+
+    def _linearize_flat(self, z: Tensor) -> Linearization:
+        return uniform_flat(self.p, z)
 
 
 class WindowCoupling(PreciseCoupling):
@@ -267,7 +323,12 @@ class WindowCoupling(PreciseCoupling):
         """(n_offsets, R, H, W): z_{i+o} - z_i for every unit i and half-window offset o."""
         padded = self._pad(z)
         z3 = z.reshape(-1, self.height, self.width)
-        return torch.stack([self._at(padded, *o) for o in self.offsets]).sub_(z3)
+        if z.requires_grad and torch.is_grad_enabled():  # out= is not differentiable
+            return torch.stack([self._at(padded, *o) for o in self.offsets]) - z3
+        out = z.new_empty(len(self.offsets), *z3.shape)
+        for diff, o in zip(out, self.offsets, strict=True):
+            torch.sub(self._at(padded, *o), z3, out=diff)
+        return out
 
     def _symmetric_sum(self, pairs: Tensor) -> Tensor:
         """sum_o pairs_o(i) + pairs_o(i - o): each pair value added at both of its units."""
@@ -306,7 +367,20 @@ class WindowCoupling(PreciseCoupling):
         t = self._pair_diffs(self.p * z).tanh_().mul_(masks)
         B = self._antisymmetric_sum(t) * w
         k = torch.addcmul(masks, t, t, value=-1.0).mul_(w * self.p)  # K_{i,i+o}, 0 outside
-        row_sum = self._symmetric_sum(k)
+        return self._assemble(B, k, self._symmetric_sum(k))
+
+    def _linearize_flat(self, z: Tensor) -> Linearization:
+        # sech^2 = 1 for every pair: K is the masks, the same for every row (broadcast)
+        k = self.masks(z) * (self.p / self.extent**2)
+        flat = self._assemble(z.new_zeros(1, z.shape[1]), k, self._symmetric_sum(k))
+        flat.subset = lambda rows: flat
+        return flat
+
+    def _assemble(self, B: Tensor, k: Tensor, row_sum: Tensor) -> Linearization:
+        """The linearization from B (R, D), the pair maps K_{i,i+o} (n_offsets, R, H, W) and
+        their row sums (R, D); R may be 1 for maps shared by every row."""
+        w = 1.0 / self.extent**2
+        masks = self.masks(k)
         offsets = self.offsets
 
         def matvec(v: Tensor) -> Tensor:
@@ -322,7 +396,7 @@ class WindowCoupling(PreciseCoupling):
 
         pairs = 2.0 * masks.sum()  # ordered pairs (i, k != i) inside the image
         scale = row_sum.sum(1) / (pairs * w * self.p)  # (R,) mean sech^2 over the row's pairs
-        symbol = self._laplacian_symbol(z)
+        symbol = self._laplacian_symbol(k)
 
         def smoother(lam: float) -> Callable[[Tensor], Tensor] | None:
             if -lam * self.p < _SPECTRAL_STIFFNESS:
@@ -340,7 +414,10 @@ class WindowCoupling(PreciseCoupling):
 
             return apply
 
-        return Linearization(B=B, diag=-row_sum, matvec=matvec, smoother=smoother)
+        def subset(rows: Tensor) -> Linearization:
+            return self._assemble(B[rows], k[:, rows], row_sum[rows])
+
+        return Linearization(B=B, diag=-row_sum, matvec=matvec, smoother=smoother, subset=subset)
 
     def _laplacian_symbol(self, like: Tensor) -> Tensor:
         """(H, W // 2 + 1) eigenvalues of the periodic window Laplacian with K = p / k^2:

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from ibnn.nn.coupling import Linearization, PreciseCoupling, log_cosh
+from ibnn.nn.coupling import Linearization, PreciseCoupling, log_cosh, uniform_flat
 
 __all__ = ["GridCoupling"]
 
@@ -151,13 +151,25 @@ class GridCoupling(PreciseCoupling):
         idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "ts")
         B = self._read(q_hat, k_hat[0], size, nodes, idx, wts)
         row_sum = self._read(q_hat, k_hat[1], size, nodes, idx, wts)
+        return self._assemble(B, row_sum, idx, wts, k_hat[1], nodes, size)
+
+    def _assemble(self, B, row_sum, idx, wts, kernel_hat, nodes: int, size: int) -> Linearization:
+        """The linearization from B, the row sums of K, the stencil and the transformed sech^2
+        kernel (one row shared by all, or one per row)."""
 
         def matvec(v: Tensor) -> Tensor:
             qv = self._transform(self._deposit(v / v.shape[1], idx, wts, nodes), size)
-            return self._read(qv, k_hat[1], size, nodes, idx, wts) - row_sum * v
+            return self._read(qv, kernel_hat, size, nodes, idx, wts) - row_sum * v
 
-        diag = self.p / z.shape[1] - row_sum
-        return Linearization(B=B, diag=diag, matvec=matvec)
+        def subset(rows: Tensor) -> Linearization:
+            kernel = kernel_hat if kernel_hat.shape[0] == 1 else kernel_hat[rows]
+            return self._assemble(B[rows], row_sum[rows], idx[rows], wts[rows], kernel, nodes, size)
+
+        diag = self.p / B.shape[1] - row_sum
+        return Linearization(B=B, diag=diag, matvec=matvec, subset=subset)
+
+    def _linearize_flat(self, z: Tensor) -> Linearization:
+        return uniform_flat(self.p, z)
 
     def _cross(self, z: Tensor) -> Tensor:
         idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "t")

@@ -30,7 +30,15 @@ from torch import Tensor
 
 from ibnn.nn.coupling import Coupling, Linearization
 
-__all__ = ["FixedPointProblem", "SolveInfo", "get_solver", "SOLVERS", "cg", "default_tol"]
+__all__ = [
+    "FixedPointProblem",
+    "SolveInfo",
+    "get_solver",
+    "SOLVERS",
+    "cg",
+    "default_tol",
+    "jacobian_system",
+]
 
 
 def default_tol(dtype: torch.dtype) -> float:
@@ -101,6 +109,9 @@ class SolveInfo:
     row_iters: Tensor | None = None
 
 
+_COMPACT = 0.5  # share of CG's working rows done from which it drops them
+
+
 def cg(
     matvec: Callable[[Tensor], Tensor],
     b: Tensor,
@@ -109,6 +120,7 @@ def cg(
     atol: float,
     max_iter: int,
     report: dict | None = None,
+    restrict: Callable[[Tensor], tuple[Callable, Callable]] | None = None,
 ) -> tuple[Tensor, int]:
     """Batched preconditioned conjugate gradients, one independent SPD system per row.
 
@@ -123,11 +135,18 @@ def cg(
         report: if given, receives "relative_residual": ||r|| / ||b|| over all rows, from
             CG's own residual recursion (no extra matvec), and "row_steps": (R,) iterations
             each row took (the returned count is their maximum).
+        restrict: optional ``rows -> (matvec, precond)``: the same systems for the rows
+            ``rows`` (int64 indices into b) alone. Given it, once at least half of the rows
+            still iterated are done, CG drops them and goes on with the others' systems only,
+            so that a finished row costs nothing; every row's iterates are unchanged.
 
     Returns:
         x: (R, D) approximate solution; the number of matvecs performed.
     """
     apply = precond if callable(precond) else precond.__mul__
+    x_out = torch.zeros_like(b)
+    r_out = torch.zeros(b.shape[:-1], dtype=b.dtype, device=b.device)  # final ||r|| per row
+    rows: Tensor | None = None  # indices of the rows still iterated; None: all of them
     x = torch.zeros_like(b)
     r = b.clone()
     s = apply(r)
@@ -138,10 +157,25 @@ def cg(
     steps = 0
     row_steps = torch.zeros(b.shape[:-1], dtype=torch.int32, device=b.device)
     for steps in range(max_iter + 1):
-        done = ~(r.norm(dim=-1) > target)  # NaN counts as done: nothing to gain
-        if bool(done.all()) or steps == max_iter:
+        r_norm = r.norm(dim=-1)
+        done = ~(r_norm > target)  # NaN counts as done: nothing to gain
+        n_done = int(done.sum())
+        if n_done == done.shape[0] or steps == max_iter:
             break
-        row_steps += ~done
+        if restrict is not None and n_done >= _COMPACT * done.shape[0]:
+            keep, leave = (~done).nonzero()[:, 0], done.nonzero()[:, 0]
+            left = leave if rows is None else rows[leave]
+            x_out.index_copy_(0, left, x[leave])
+            r_out.index_copy_(0, left, r_norm[leave])
+            rows = keep if rows is None else rows[keep]
+            x, r, direction, rs, target = x[keep], r[keep], direction[keep], rs[keep], target[keep]
+            done = done[keep]
+            matvec, precond = restrict(rows)
+            apply = precond if callable(precond) else precond.__mul__
+        if rows is None:
+            row_steps += ~done
+        else:
+            row_steps.index_add_(0, rows, (~done).to(torch.int32))
         a_dir = matvec(direction)
         curv = (direction * a_dir).sum(-1)
         alpha = torch.where(done | (curv <= 0), 0.0, rs / curv.clamp_min(tiny))
@@ -152,10 +186,27 @@ def cg(
         beta = torch.where(done, 0.0, rs_new / rs.clamp_min(tiny))
         direction = s + beta[:, None] * direction
         rs = rs_new
+    if rows is None:
+        x_out, r_out = x, r.norm(dim=-1)
+    else:
+        x_out.index_copy_(0, rows, x)
+        r_out.index_copy_(0, rows, r.norm(dim=-1))
     if report is not None:
-        report["relative_residual"] = float(r.norm() / b.norm().clamp_min(tiny))
+        report["relative_residual"] = float(r_out.norm() / b.norm().clamp_min(tiny))
         report["row_steps"] = row_steps
-    return x, steps
+    return x_out, steps
+
+
+def jacobian_system(lin: Linearization, lam: float):
+    """(matvec, precond, restrict) of H = I + lam dB/dz at ``lin``, as :func:`cg` takes them;
+    ``restrict`` is None where the linearization cannot select rows."""
+
+    def restrict(rows: Tensor):
+        part = lin.take(rows)
+        return (lambda v: v + lam * part.matvec(v)), part.preconditioner(lam)
+
+    matvec = lambda v: v + lam * lin.matvec(v)  # noqa: E731
+    return matvec, lin.preconditioner(lam), restrict if lin.subset is not None else None
 
 
 def _info(
@@ -187,15 +238,10 @@ def linear_start(problem: FixedPointProblem) -> tuple[Tensor, int]:
     Returns:
         (R, D) starting point; CG matvecs used.
     """
-    lin0 = problem.coupling.linearize(torch.zeros_like(problem.y))
-    return cg(
-        lambda v: v + problem.lam * lin0.matvec(v),
-        problem.y,
-        lin0.preconditioner(problem.lam),
-        rtol=1e-3,
-        atol=0.0,
-        max_iter=50,
+    matvec, precond, restrict = jacobian_system(
+        problem.coupling.linearize_flat(problem.y), problem.lam
     )
+    return cg(matvec, problem.y, precond, 1e-3, 0.0, 50, restrict=restrict)
 
 
 _MAX_HALVINGS = 20  # line-search step halvings before a row counts as stalled
@@ -234,16 +280,10 @@ def newton(
         row_iters += active  # a row once inactive stays so: its z no longer moves
         fnorm = f.norm(dim=-1)
         rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
-        precond = lin.preconditioner(lam)
+        matvec, precond, restrict = jacobian_system(lin, lam)
         forcing = torch.clamp(fnorm, max=1e-3)  # tight early: saves Newton steps
-        step, n = cg(
-            lambda v, lin=lin: v + lam * lin.matvec(v),
-            rhs,
-            precond,
-            rtol=forcing,
-            atol=0.1 * tol,
-            max_iter=4 * y.shape[-1] if y.shape[-1] < 64 else 200,
-        )
+        cap = 4 * y.shape[-1] if y.shape[-1] < 64 else 200
+        step, n = cg(matvec, rhs, precond, forcing, 0.1 * tol, cap, restrict=restrict)
         inner += n
         t = torch.ones_like(fnorm)
         accepted = ~active

@@ -8,7 +8,7 @@ import torch
 from ibnn import get_solver
 from ibnn.nn.coupling import DenseCoupling, WindowCoupling
 from ibnn.nn.grid import GridCoupling
-from ibnn.nn.solvers import FixedPointProblem, cg
+from ibnn.nn.solvers import FixedPointProblem, cg, jacobian_system
 
 
 def test_unknown_solver_lists_the_valid_names():
@@ -31,6 +31,77 @@ def test_cg_solves_batched_spd_systems():
     x4, _ = cg(lambda v: (spd @ v[..., None])[..., 0], b, torch.ones_like(b), 0.0, 0.0, 3, report)
     true_rel = float(((spd @ x4[..., None])[..., 0] - b).norm() / b.norm())
     assert report["relative_residual"] == pytest.approx(true_rel, rel=1e-6)  # 3 steps: not done
+
+
+def test_cg_dropping_finished_rows_changes_no_rows_iterates():
+    """Rows of very different conditioning finish at different steps; with ``restrict`` CG
+    goes on with the unfinished rows alone, and every row's solution, step count and the
+    reported residual equal those of the run that iterates all rows to the end."""
+    torch.manual_seed(5)
+    n, d = 9, 12
+    a = torch.randn(n, d, d, dtype=torch.float64)
+    spread = torch.logspace(-4, 2, n, dtype=torch.float64)  # row 0 near I ... row 8 hard
+    spd = torch.eye(d, dtype=torch.float64) + spread[:, None, None] * (a @ a.transpose(1, 2))
+    b = torch.randn(n, d, dtype=torch.float64)
+    inverse_diag = 1.0 / torch.diagonal(spd, dim1=1, dim2=2)
+    calls: list[list[int]] = []
+
+    def restrict(rows):
+        calls.append(rows.tolist())
+        return (lambda v: (spd[rows] @ v[..., None])[..., 0]), inverse_diag[rows]
+
+    full, packed = {}, {}
+    x_full, s_full = cg(
+        lambda v: (spd @ v[..., None])[..., 0], b, inverse_diag, 1e-9, 0.0, 200, full
+    )
+    x_part, s_part = cg(
+        lambda v: (spd @ v[..., None])[..., 0], b, inverse_diag, 1e-9, 0.0, 200, packed, restrict
+    )
+    assert calls, "no row finished early enough to be dropped"
+    assert len(calls[-1]) < n
+    assert torch.equal(packed["row_steps"], full["row_steps"]) and s_part == s_full
+    assert int(full["row_steps"].min()) < int(full["row_steps"].max())
+    assert torch.allclose(x_part, x_full, rtol=0, atol=1e-12)
+    assert packed["relative_residual"] == pytest.approx(full["relative_residual"], rel=1e-9)
+
+
+COUPLINGS = [DenseCoupling(10.0), WindowCoupling(10.0, 5, 6, 6), GridCoupling(10.0)]
+COUPLING_IDS = ["dense", "window", "grid"]
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS, ids=COUPLING_IDS)
+def test_a_linearization_of_some_rows_equals_those_rows_of_the_whole(coupling):
+    torch.manual_seed(6)
+    z = torch.randn(7, 36, dtype=torch.float64) * 0.3
+    v = torch.randn(7, 36, dtype=torch.float64)
+    rows = torch.tensor([5, 0, 3])
+    lin = coupling.linearize(z)
+    part = lin.take(rows)
+    assert torch.allclose(part.B, lin.B[rows], atol=1e-14)
+    assert torch.allclose(part.diag, lin.diag[rows], atol=1e-14)
+    assert torch.allclose(part.matvec(v[rows]), lin.matvec(v)[rows], atol=1e-12)
+    for lam in (-3.0, 0.04):  # the spectral preconditioner and Jacobi
+        full_m = jacobian_system(lin, lam)[1](v)[rows]
+        assert torch.allclose(jacobian_system(part, lam)[1](v[rows]), full_m, atol=1e-12)
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS, ids=COUPLING_IDS)
+def test_the_flat_linearization_equals_the_one_at_a_constant_row(coupling):
+    """``linearize_flat`` evaluates no tanh; it must equal linearize at z = 0 (the grid to its
+    interpolation error), for the matvec and the preconditioner, and for any rows taken."""
+    torch.manual_seed(7)
+    y = torch.randn(4, 36, dtype=torch.float64)
+    v = torch.randn(4, 36, dtype=torch.float64)
+    flat, at_zero = coupling.linearize_flat(y), coupling.linearize(torch.zeros_like(y))
+    atol = 1e-6 if isinstance(coupling, GridCoupling) else 1e-12
+    assert torch.allclose(flat.B.expand_as(y), at_zero.B, atol=atol)
+    assert torch.allclose(flat.diag.expand_as(y), at_zero.diag, atol=atol)
+    assert torch.allclose(flat.matvec(v), at_zero.matvec(v), atol=atol)
+    for lam in (-3.0, 0.04):
+        m_flat, m_zero = jacobian_system(flat, lam)[1], jacobian_system(at_zero, lam)[1]
+        assert torch.allclose(m_flat(v), m_zero(v), atol=atol)
+    rows = torch.tensor([2, 1])
+    assert torch.allclose(flat.take(rows).matvec(v[rows]), at_zero.matvec(v)[rows], atol=atol)
 
 
 @pytest.mark.parametrize("lam", [-5.0, -0.5, 0.04])
