@@ -20,6 +20,7 @@ import time
 import torch
 
 from ibnn import to_ibnn, ucn
+from ibnn.nn.memory import reuse_freed_memory
 from ibnn.trial.data import load_raw
 from ibnn.trial.train import lr_at, train_epoch
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
+    reuse_freed_memory()  # as a trial does: see ibnn.nn.memory
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

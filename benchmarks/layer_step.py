@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ibnn import solver_stats, to_ibnn, ucn
+from ibnn.nn.memory import reuse_freed_memory
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lams", type=float, nargs="+", default=[0.04, -2.0])
     args = parser.parse_args()
+    reuse_freed_memory()  # as a trial does: see ibnn.nn.memory
     torch.manual_seed(0)
     dev = torch.device(args.device)
     x_all, y_all, source = load_images(max(args.batch, 4096), seed=0)

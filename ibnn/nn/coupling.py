@@ -354,8 +354,8 @@ class WindowCoupling(PreciseCoupling):
 
     # -- protocol ----------------------------------------------------------------------------
     def _cross(self, z: Tensor) -> Tensor:
-        t = torch.tanh(self.p * self._pair_diffs(z)) * self.masks(z)
-        return self._antisymmetric_sum(t) / self.extent**2
+        t = self._pair_diffs(self.p * z).tanh_().mul_(self.masks(z))
+        return self._antisymmetric_sum(t).mul_(1.0 / self.extent**2)
 
     def _energy(self, z: Tensor) -> Tensor:
         s = log_cosh(self.p * self._pair_diffs(z)) * self.masks(z)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ibnn.nn.memory import reuse_freed_memory
 from ibnn.nn.models import to_ibnn, toy_net, ucn
 from ibnn.nn.neuron import ImplicitBias
 from ibnn.trial.config import TrialConfig
@@ -102,6 +103,7 @@ class Trial:
     def __init__(self, cfg: TrialConfig) -> None:
         self.cfg = cfg
         self.device = _device(cfg.device)
+        reuse_freed_memory()  # large CPU temporaries come back without page faults
         if cfg.num_workers > 0:
             torch.set_num_threads(cfg.num_workers)
         raw = load_raw(cfg.dataset, cfg.data_root, download=cfg.download)
