@@ -56,7 +56,9 @@ def test_a_pack_computes_what_each_model_computes_alone():
         # iterations are per model (its own rows), not the pack's maximum
         assert packed_stats[i]["iters"] == alone["iters"]
         assert packed_stats[i]["backward_iters"] == pytest.approx(alone["backward_iters"], abs=1)
-        assert packed_stats[i]["residual"] == pytest.approx(alone["residual"], rel=1e-3, abs=1e-7)
+        # float32 residuals near the tolerance (5e-6) are rounding noise of ~1e-7 (a joint
+        # grid has its own size): equal to a tenth of the tolerance
+        assert packed_stats[i]["residual"] == pytest.approx(alone["residual"], rel=1e-3, abs=5e-7)
         assert packed_stats[i]["nonconverged_frac"] == alone["nonconverged_frac"]
 
 
