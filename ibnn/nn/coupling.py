@@ -62,6 +62,8 @@ class Linearization:
         matvec: maps v of shape (R, D) to (dB/dz) v, shape (R, D).
         smoother: lam -> the coupling's own preconditioner for that lam, or None (Jacobi).
         subset: row indices -> the linearization of those rows (see :meth:`take`).
+        merge: (row indices, part) -> the merged linearization (see :meth:`put`).
+        state: the coupling's own tensors behind matvec, which ``merge`` reads from a part.
     """
 
     B: Tensor
@@ -69,11 +71,18 @@ class Linearization:
     matvec: Callable[[Tensor], Tensor]
     smoother: Callable[[float], Callable[[Tensor], Tensor] | None] | None = None
     subset: Callable[[Tensor], Linearization] | None = None
+    merge: Callable[[Tensor, Linearization], Linearization] | None = None
+    state: tuple = ()
 
     def take(self, rows: Tensor) -> Linearization | None:
         """The same linearization for the rows ``rows`` (int64 indices) alone, or None where the
         coupling cannot select rows. Solvers use it to stop working on rows that are done."""
         return None if self.subset is None else self.subset(rows)
+
+    def put(self, rows: Tensor, part: Linearization) -> Linearization | None:
+        """A copy of this linearization whose rows ``rows`` are ``part``'s (a linearization of
+        as many rows by the same coupling), or None where the coupling cannot merge."""
+        return None if self.merge is None else self.merge(rows, part)
 
     def preconditioner(self, lam: float) -> Callable[[Tensor], Tensor]:
         """r -> M^-1 r for an SPD M approximating I + lam dB/dz, for CG.
@@ -148,6 +157,8 @@ class PreciseCoupling:
 
     def _wrap(self, lin: Linearization, dtype: torch.dtype) -> Linearization:
         """``lin`` (computed in ``self.dtype``) taking and returning ``dtype``."""
+        if lin.B.dtype == dtype:
+            return lin
         inner = lin.matvec
 
         def matvec(v: Tensor) -> Tensor:
@@ -417,7 +428,17 @@ class WindowCoupling(PreciseCoupling):
         def subset(rows: Tensor) -> Linearization:
             return self._assemble(B[rows], k[:, rows], row_sum[rows])
 
-        return Linearization(B=B, diag=-row_sum, matvec=matvec, smoother=smoother, subset=subset)
+        def merge(rows: Tensor, part: Linearization) -> Linearization:
+            p_b, p_k, p_sum = part.state
+            return self._assemble(
+                B.index_copy(0, rows, p_b), k.index_copy(1, rows, p_k),
+                row_sum.index_copy(0, rows, p_sum),
+            )  # fmt: skip
+
+        return Linearization(
+            B=B, diag=-row_sum, matvec=matvec, smoother=smoother, subset=subset, merge=merge,
+            state=(B, k, row_sum),
+        )  # fmt: skip
 
     def _laplacian_symbol(self, like: Tensor) -> Tensor:
         """(H, W // 2 + 1) eigenvalues of the periodic window Laplacian with K = p / k^2:

@@ -109,7 +109,7 @@ class SolveInfo:
     row_iters: Tensor | None = None
 
 
-_COMPACT = 0.5  # share of CG's working rows done from which it drops them
+_COMPACT = 0.5  # share of the rows worked on that are done from which CG and Newton drop them
 
 
 def cg(
@@ -257,28 +257,49 @@ def newton(
     smaller residual.
     """
     lam, y = problem.lam, problem.y
+    coupling = problem.coupling
     z = z0
     inner = 0
     if lam < 0:  # compare the two starts by their residuals, linearise only the chosen one
         z_lin, inner = linear_start(problem)
-        f0 = problem.residual(z0, problem.coupling.cross(z0)).norm(dim=-1)
-        f_l = problem.residual(z_lin, problem.coupling.cross(z_lin)).norm(dim=-1)
+        f0 = problem.residual(z0, coupling.cross(z0)).norm(dim=-1)
+        f_l = problem.residual(z_lin, coupling.cross(z_lin)).norm(dim=-1)
         z = torch.where((f_l < f0)[:, None], z_lin, z0)
-    lin = problem.coupling.linearize(z)
+    lin: Linearization | None = coupling.linearize(z)
     f = problem.residual(z, lin.B)
     res = _max_abs(f)
     stalled = torch.zeros_like(res, dtype=torch.bool)
     previous = torch.full_like(res, float("inf"))
     row_iters = torch.zeros_like(res, dtype=torch.int32)
+    # once most rows are done, Newton goes on with the others alone (``rows``: their indices;
+    # None: every row); the finished rows' z and residual wait in z_all, res_all and their
+    # linearization in lin_all, for the backward pass
+    rows: Tensor | None = None
+    z_all, res_all, lin_all, work = z, res, lin, problem
     it = 0
     for it in range(max_iter + 1):
-        row_tol = problem.row_tol(z, tol)
+        row_tol = work.row_tol(z, tol)
         # near its rounding floor a row that no longer halves its residual has nothing to gain
         stalled |= (res <= 10.0 * row_tol) & (res > 0.5 * previous)
         active = (res > row_tol) & ~stalled
         if not bool(active.any()) or it == max_iter:
             break
-        row_iters += active  # a row once inactive stays so: its z no longer moves
+        if lin.subset is not None and int(active.sum()) <= _COMPACT * active.shape[0]:
+            keep = active.nonzero()[:, 0]
+            if rows is None:
+                z_all, res_all, lin_all = z.clone(), res.clone(), lin
+            else:
+                z_all.index_copy_(0, rows, z)
+                res_all.index_copy_(0, rows, res)
+                lin_all = None if lin_all is None else lin_all.put(rows, lin)
+            rows = keep if rows is None else rows[keep]
+            z, f, res, lin = z[keep], f[keep], res[keep], lin.take(keep)
+            stalled, previous, active = stalled[keep], previous[keep], active[keep]
+            work = FixedPointProblem(y[rows], lam, coupling)
+        if rows is None:
+            row_iters += active  # a row once inactive stays so: its z no longer moves
+        else:
+            row_iters.index_add_(0, rows, active.to(torch.int32))
         fnorm = f.norm(dim=-1)
         rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
         matvec, precond, restrict = jacobian_system(lin, lam)
@@ -289,9 +310,9 @@ def newton(
         t = torch.ones_like(fnorm)
         accepted = ~active
         for _ in range(_MAX_HALVINGS):
-            z_try = z + t[:, None] * step
-            lin_try = problem.coupling.linearize(z_try)
-            f_try = problem.residual(z_try, lin_try.B)
+            z_try = torch.addcmul(z, t[:, None], step)
+            lin_try = coupling.linearize(z_try)
+            f_try = work.residual(z_try, lin_try.B)
             ok = f_try.norm(dim=-1) <= (1.0 - 1e-4 * t) * fnorm
             accepted = accepted | ok
             if bool(accepted.all()):
@@ -301,11 +322,17 @@ def newton(
             # no decrease along the Newton direction: the row sits on its rounding floor
             # (or the direction is useless); keep its iterate and stop working on it
             stalled |= ~accepted
-            z_try = z + torch.where(accepted, t, 0.0)[:, None] * step
-            lin_try = problem.coupling.linearize(z_try)
-            f_try = problem.residual(z_try, lin_try.B)
+            z_try = torch.addcmul(z, torch.where(accepted, t, 0.0)[:, None], step)
+            lin_try = coupling.linearize(z_try)
+            f_try = work.residual(z_try, lin_try.B)
         z, lin, f = z_try, lin_try, f_try
         previous, res = res, _max_abs(f)
+    if rows is not None:
+        z_all.index_copy_(0, rows, z)
+        res_all.index_copy_(0, rows, res)
+        lin_all = None if lin_all is None else lin_all.put(rows, lin)
+        # a coupling that cannot merge rows is linearised once more at the solution
+        z, res, lin = z_all, res_all, lin_all or coupling.linearize(z_all)
     return z, _info(problem, z, tol, it, inner, res, lin, row_iters)
 
 
