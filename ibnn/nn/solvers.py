@@ -265,7 +265,7 @@ def newton(
         f0 = problem.residual(z0, coupling.cross(z0)).norm(dim=-1)
         f_l = problem.residual(z_lin, coupling.cross(z_lin)).norm(dim=-1)
         z = torch.where((f_l < f0)[:, None], z_lin, z0)
-    lin: Linearization | None = coupling.linearize(z)
+    lin = coupling.linearize(z)
     f = problem.residual(z, lin.B)
     res = _max_abs(f)
     stalled = torch.zeros_like(res, dtype=torch.bool)
@@ -284,14 +284,17 @@ def newton(
         active = (res > row_tol) & ~stalled
         if not bool(active.any()) or it == max_iter:
             break
-        if lin.subset is not None and int(active.sum()) <= _COMPACT * active.shape[0]:
+        # only where rows can be merged back: linearising every row once more at the end
+        # (the grid, float64 sums) cost more than the dropped rows saved
+        can_drop = lin.subset is not None and lin.merge is not None
+        if can_drop and int(active.sum()) <= _COMPACT * active.shape[0]:
             keep = active.nonzero()[:, 0]
             if rows is None:
                 z_all, res_all, lin_all = z.clone(), res.clone(), lin
             else:
                 z_all.index_copy_(0, rows, z)
                 res_all.index_copy_(0, rows, res)
-                lin_all = None if lin_all is None else lin_all.put(rows, lin)
+                lin_all = lin_all.put(rows, lin)
             rows = keep if rows is None else rows[keep]
             z, f, res, lin = z[keep], f[keep], res[keep], lin.take(keep)
             stalled, previous, active = stalled[keep], previous[keep], active[keep]
@@ -330,9 +333,7 @@ def newton(
     if rows is not None:
         z_all.index_copy_(0, rows, z)
         res_all.index_copy_(0, rows, res)
-        lin_all = None if lin_all is None else lin_all.put(rows, lin)
-        # a coupling that cannot merge rows is linearised once more at the solution
-        z, res, lin = z_all, res_all, lin_all or coupling.linearize(z_all)
+        z, res, lin = z_all, res_all, lin_all.put(rows, lin)
     return z, _info(problem, z, tol, it, inner, res, lin, row_iters)
 
 

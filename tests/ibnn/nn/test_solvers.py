@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ibnn import get_solver
+from ibnn.nn import solvers
 from ibnn.nn.coupling import DenseCoupling, WindowCoupling
 from ibnn.nn.grid import GridCoupling
 from ibnn.nn.solvers import FixedPointProblem, cg, jacobian_system
@@ -63,6 +64,31 @@ def test_cg_dropping_finished_rows_changes_no_rows_iterates():
     assert int(full["row_steps"].min()) < int(full["row_steps"].max())
     assert torch.allclose(x_part, x_full, rtol=0, atol=1e-12)
     assert packed["relative_residual"] == pytest.approx(full["relative_residual"], rel=1e-9)
+
+
+def test_newton_dropping_finished_rows_changes_no_rows_solution(monkeypatch):
+    """Rows from flat to rough finish at different Newton steps. Newton goes on with the
+    unfinished ones alone and merges their linearisations back: the solution, every row's
+    step count and the linearisation handed to the backward pass equal those of a run that
+    keeps every row to the end (``_COMPACT`` = 0 never drops a row)."""
+    torch.manual_seed(8)
+    coupling = WindowCoupling(10.0, 3, 6, 6)
+    y = (
+        torch.randn(8, 36, dtype=torch.float64)
+        * torch.logspace(-4, 0, 8, dtype=torch.float64)[:, None]
+    )
+    problem = FixedPointProblem(y, -0.5, coupling)
+    z, info = get_solver("newton")(problem, y.clone(), tol=1e-10)
+    monkeypatch.setattr(solvers, "_COMPACT", 0.0)
+    z_all, info_all = get_solver("newton")(problem, y.clone(), tol=1e-10)
+    assert int(info_all.row_iters.min()) < int(info_all.row_iters.max())  # rows did differ
+    assert torch.equal(info.row_iters, info_all.row_iters)
+    assert bool(info.converged.all())
+    assert torch.allclose(z, z_all, rtol=0, atol=1e-13)
+    v = torch.randn_like(y)
+    lin, lin_all = info.linearization, info_all.linearization
+    assert torch.allclose(lin.matvec(v), lin_all.matvec(v), rtol=0, atol=1e-12)
+    assert torch.allclose(lin.B, lin_all.B, rtol=0, atol=1e-13)
 
 
 COUPLINGS = [DenseCoupling(10.0), WindowCoupling(10.0, 5, 6, 6), GridCoupling(10.0)]
