@@ -197,7 +197,10 @@ class ImplicitBias(nn.Module):
         if self.backend == "window":
             raise ValueError("backend 'window' needs an odd `w_extent`, but got w_extent=None")
         if self.backend == "grid" or (self.backend == "auto" and units >= _GRID_MIN_UNITS):
-            return GridCoupling(self.p, dtype=torch.float64 if stiff else None)
+            # stiff: B in float64, the Jacobian's matvecs in the layer's dtype (see GridCoupling)
+            return GridCoupling(
+                self.p, dtype=torch.float64 if stiff else None, split_jacobian=stiff
+            )
         return DenseCoupling(self.p)
 
     # -- forward -------------------------------------------------------------------------------

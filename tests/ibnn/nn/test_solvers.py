@@ -111,6 +111,29 @@ def test_a_linearization_of_some_rows_equals_those_rows_of_the_whole(coupling):
         assert torch.allclose(jacobian_system(part, lam)[1](v[rows]), full_m, atol=1e-12)
 
 
+def test_a_split_grid_keeps_b_in_float64_and_its_jacobian_close():
+    """``split_jacobian``: for float32 z, B is the float64 grid's B (rounded once) and the
+    matvec, run in float32 with a float32 FFT, stays within float32 noise of the float64 one."""
+    torch.manual_seed(9)
+    z = torch.randn(6, 300) * 0.4
+    v = torch.randn(6, 300)
+    full = GridCoupling(10.0, dtype=torch.float64).linearize(z)
+    split = GridCoupling(10.0, dtype=torch.float64, split_jacobian=True).linearize(z)
+    assert split.B.dtype == torch.float32 and torch.equal(split.B, full.B)
+    assert torch.allclose(split.diag, full.diag, rtol=0, atol=1e-6)
+    ref = full.matvec(v)
+    assert (split.matvec(v) - ref).abs().max() <= 1e-5 * ref.abs().max()
+    rows = torch.tensor([4, 1])
+    assert torch.equal(split.take(rows).matvec(v[rows]), split.matvec(v)[rows])
+    # float64 z: nothing to split, the float64 path
+    z64 = z.double()
+    same = GridCoupling(10.0, dtype=torch.float64, split_jacobian=True).linearize(z64)
+    assert torch.equal(
+        same.matvec(v.double()),
+        GridCoupling(10.0, dtype=torch.float64).linearize(z64).matvec(v.double()),
+    )
+
+
 @pytest.mark.parametrize("coupling", COUPLINGS, ids=COUPLING_IDS)
 def test_the_flat_linearization_equals_the_one_at_a_constant_row(coupling):
     """``linearize_flat`` evaluates no tanh; it must equal linearize at z = 0 (the grid to its
