@@ -246,6 +246,11 @@ def linear_start(problem: FixedPointProblem) -> tuple[Tensor, int]:
 
 
 _MAX_HALVINGS = 20  # line-search step halvings before a row counts as stalled
+# -lam p from which Newton starts from the linear start without comparing it with z0: there it
+# had the smaller residual for 80-100% of the rows of real Fashion-MNIST pre-activations, and
+# skipping the two cross terms of the comparison left every Newton and CG count unchanged while
+# saving 10-15% of a step
+_LINEAR_START_ALONE = 4.0
 
 
 def newton(
@@ -254,13 +259,16 @@ def newton(
     """Globalised inexact Newton-CG (see the module docstring).
 
     For lam < 0 each row starts from whichever of z0 and :func:`linear_start` has the
-    smaller residual.
+    smaller residual, or from the linear start alone once -lam p >= 4 (where it wins almost
+    always). Rows that are done leave the iteration once at least half are (see :func:`cg`).
     """
     lam, y = problem.lam, problem.y
     coupling = problem.coupling
     z = z0
     inner = 0
-    if lam < 0:  # compare the two starts by their residuals, linearise only the chosen one
+    if lam < 0 and -lam * coupling.p >= _LINEAR_START_ALONE:
+        z, inner = linear_start(problem)
+    elif lam < 0:  # compare the two starts by their residuals, linearise only the chosen one
         z_lin, inner = linear_start(problem)
         f0 = problem.residual(z0, coupling.cross(z0)).norm(dim=-1)
         f_l = problem.residual(z_lin, coupling.cross(z_lin)).norm(dim=-1)
