@@ -7,7 +7,7 @@ import torch
 
 from ibnn import get_solver
 from ibnn.nn import solvers
-from ibnn.nn.coupling import DenseCoupling, WindowCoupling
+from ibnn.nn.coupling import DenseCoupling, WindowCoupling, tanh_
 from ibnn.nn.grid import GridCoupling
 from ibnn.nn.solvers import FixedPointProblem, cg, jacobian_system
 
@@ -200,3 +200,21 @@ def test_torchdeq_solvers_are_available_by_name():
     for name in ("anderson", "broyden"):
         z, info = get_solver(name)(problem, y.clone(), tol=1e-9, max_iter=100)
         assert bool(info.converged.all()), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fast_tanh_matches_torchs_and_keeps_autograd(dtype):
+    """``tanh_`` (NumPy's vectorised tanh on the CPU) against torch's, including saturated,
+    infinite and NaN values; a tensor that autograd tracks goes through torch."""
+    torch.manual_seed(10)
+    x = torch.cat([torch.randn(10_000, dtype=dtype) * 4, torch.tensor([0.0, -0.0, 40.0, -40.0,
+                   float("inf"), -float("inf"), float("nan")], dtype=dtype)])  # fmt: skip
+    out = tanh_(x.clone())
+    ref = torch.tanh(x)
+    tol = 1e-7 if dtype == torch.float32 else 1e-15
+    assert torch.allclose(out, ref, rtol=0, atol=tol, equal_nan=True)
+    assert out[-1].isnan() and out[-3] == 1.0 and out[-2] == -1.0
+    leaf = torch.randn(5, dtype=dtype, requires_grad=True)
+    y = tanh_(leaf * 2.0)
+    y.sum().backward()
+    assert torch.allclose(leaf.grad, 2.0 * (1.0 - torch.tanh(leaf.detach() * 2.0) ** 2))
