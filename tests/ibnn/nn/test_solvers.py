@@ -218,3 +218,43 @@ def test_the_fast_tanh_matches_torchs_and_keeps_autograd(dtype):
     y = tanh_(leaf * 2.0)
     y.sum().backward()
     assert torch.allclose(leaf.grad, 2.0 * (1.0 - torch.tanh(leaf.detach() * 2.0) ** 2))
+
+
+def test_the_secant_length_reaches_the_minimum_of_a_quadratic_energy():
+    """For F(z) = A z - b (energy 0.5 z.A z - b.z) the energy's slope along s is linear in t,
+    so the secant through t = 0 and t = 1 lands on the minimiser -F.s / s.A s exactly; rows
+    whose full step is within 10% of it keep t = 1, and with no such row there is nothing to
+    relinearise (None)."""
+    torch.manual_seed(9)
+    n, d = 3, 5
+    m = torch.randn(n, d, d, dtype=torch.float64)
+    a = m @ m.transpose(1, 2) + d * torch.eye(d, dtype=torch.float64)
+    f = torch.randn(n, d, dtype=torch.float64)
+    newton_step = -torch.linalg.solve(a, f)
+    step = torch.tensor([2.0, 0.5, 1.05], dtype=torch.float64)[:, None] * newton_step
+    f_one = f + (a @ step[..., None])[..., 0]
+    problem = FixedPointProblem(torch.zeros_like(f), -1.0, DenseCoupling(10.0))
+    active = torch.ones(n, dtype=torch.bool)
+    t = solvers._secant_length(problem, f, step, f_one, step, active, 1e-10)  # z = 0: z + s = s
+    assert t is not None
+    exact = -(f * step).sum(-1) / (step * (a @ step[..., None])[..., 0]).sum(-1)
+    assert torch.allclose(t[:2], exact[:2], rtol=1e-12, atol=0)
+    assert t[:2].tolist() == pytest.approx([0.5, 2.0], rel=1e-12) and float(t[2]) == 1.0
+    assert solvers._secant_length(problem, f[2:], step[2:], f_one[2:], step[2:], active[2:],
+                                  1e-10) is None  # fmt: skip
+
+
+def test_newton_with_the_secant_length_takes_fewer_steps_on_rough_rows(monkeypatch):
+    """lam = -0.3, p = 20, 3 x 3 window, rough rows (pairs across tanh's narrow transition):
+    full Newton steps lower ||F|| slowly there; the secant step length saves Newton steps and
+    reaches the same fixed point."""
+    torch.manual_seed(0)
+    y = torch.randn(64, 144)
+    problem = FixedPointProblem(y, -0.3, WindowCoupling(20.0, 3, 12, 12))
+    z, info = get_solver("newton")(problem, y.clone(), tol=5e-6)
+    monkeypatch.setattr(solvers, "_SECANT_FROM", float("inf"))  # full steps first, always
+    z_full, info_full = get_solver("newton")(problem, y.clone(), tol=5e-6)
+    assert bool(info.converged.all()) and bool(info_full.converged.all())
+    assert info.iters < info_full.iters
+    assert float(info.row_iters.float().mean()) < float(info_full.row_iters.float().mean())
+    assert (z - z_full).abs().max() <= 1e-4

@@ -118,3 +118,24 @@ def test_windowed_fast_path_at_fashion_mnist_shape(lam, p, extent):
         z_exact = exact(x.double()).reshape(6, -1)
     assert exact.last_stats.converged
     assert (z - z_exact).abs().max() <= 1e-4
+
+
+def test_the_direct_flat_solve_equals_a_dense_solve():
+    """(I + lam J0) z = y with J0 the Jacobian at a constant row, against torch.linalg.solve
+    on the dense window matrix's Jacobian; the same through the inverse kept from the second
+    call with one lam; None for lam >= 0 and for maps of more than 1024 units."""
+    torch.manual_seed(5)
+    h, w, extent, p = 9, 11, 5, 10.0
+    coupling = WindowCoupling(p, extent, h, w)
+    y = torch.randn(4, h * w, dtype=torch.float64)
+    flat = torch.zeros(1, h * w, dtype=torch.float64)
+    _, jac, _ = dense_terms(flat, p, window_matrix(h, w, extent))
+    for lam in (-3.0, -3.0, -3.0, -0.5):  # eigenbasis, inverse built, inverse reused, new lam
+        a = torch.eye(h * w, dtype=torch.float64) + lam * jac[0]
+        z_ref = torch.linalg.solve(a, y.T).T
+        assert (coupling.solve_flat(y, lam) - z_ref).abs().max() <= 1e-10
+    z32 = WindowCoupling(p, extent, h, w).solve_flat(y.float(), -3.0)
+    assert z32.dtype == torch.float32
+    assert (z32.double() - coupling.solve_flat(y, -3.0)).abs().max() <= 1e-5
+    assert coupling.solve_flat(y, 0.04) is None
+    assert WindowCoupling(p, 3, 33, 33).solve_flat(torch.randn(2, 33 * 33), -1.0) is None
