@@ -11,11 +11,11 @@ Solvers:
   definite for lam < 1/(2p); Jacobi, or the coupling's own preconditioner, see
   :meth:`ibnn.nn.coupling.Linearization.preconditioner`) and backtracks per row on ||F||_2
   (the Newton direction is a descent direction of ||F||^2), so it converges across lam in
-  [-10, 1/(2p)). The line search starts from a full step, or, where that lands more than 10%
-  away from the energy's minimum along the step, from one secant step on the energy's slope
-  (F is the energy's gradient). A row whose line search finds no decrease, or that stops halving its
-  residual within 10x of its rounding floor, stops there (reported as not converged if still
-  above its tolerance).
+  [-10, 1/(2p)). The line search starts from a full step, or, for windows, where that lands
+  more than 10% away from the energy's minimum along the step, from one secant step on the
+  energy's slope (F is the energy's gradient). A row whose line search finds no decrease, or
+  that stops halving its residual within 10x of its rounding floor, stops there (reported as
+  not converged if still above its tolerance).
 - ``"descent"``: the energy descent of Eq. (12), z <- z - tau F(z) with the fixed step
   tau = 1 / (1 + 2 p max(0, -lam)) that makes the energy of Eq. (5) non-increasing.
 - ``"picard"``: plain fixed-point iteration z <- y - lam B(z); contracts only for |lam| < 1/(2p).
@@ -365,9 +365,15 @@ def newton(
         z_try = z + step
         lin_try = coupling.linearize(z_try)
         f_try = work.residual(z_try, lin_try.B)
-        secant = _secant_length(work, f, z_try, f_try, step, active, tol)
+        # only where the rows that move can be relinearised alone (windows): relinearising
+        # every row for a few far ones cost more than it saved (a pack's thousands of rows)
+        secant = (
+            _secant_length(work, f, z_try, f_try, step, active, tol)
+            if lin_try.merge is not None
+            else None
+        )
         accepted = ~active
-        if secant is not None and lin_try.merge is not None:
+        if secant is not None:
             # relinearise only the rows that move (a few percent of them, often)
             t, moved = secant, (secant != 1.0).nonzero()[:, 0]
             z_moved = torch.addcmul(z[moved], t[moved, None], step[moved])
@@ -376,14 +382,12 @@ def newton(
             lin_try = lin_try.put(moved, lin_moved, reuse=True)
             f_moved = z_moved - work.y[moved] + lam * lin_moved.B
             f_try = f_try.index_copy(0, moved, f_moved)
-            secant = None
         for halving in range(_MAX_HALVINGS + 1):
-            if halving or secant is not None:
-                t = secant if not halving else torch.where(accepted, t, 0.5 * t)
+            if halving:
+                t = torch.where(accepted, t, 0.5 * t)
                 z_try = torch.addcmul(z, t[:, None], step)
                 lin_try = coupling.linearize(z_try)
                 f_try = work.residual(z_try, lin_try.B)
-                secant = None
             accepted = accepted | (f_try.norm(dim=-1) <= (1.0 - 1e-4 * t) * fnorm)
             if bool(accepted.all()):
                 break
