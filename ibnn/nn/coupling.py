@@ -306,7 +306,7 @@ class WindowCoupling(PreciseCoupling):
     tanh(p (z_{i+o} - z_i)) counts +1 at unit i and -1 at unit i + o, and its sech^2 is the
     Jacobian entry K_{i,i+o} = K_{i+o,i}. :meth:`linearize` evaluates tanh once per pair and
     stores the (k^2 - 1) / 2 maps of K, so every matvec is 2 fused multiply-adds per offset on
-    (R, H, W) maps, with no (R, k^2, D) tensor formed.
+    shifted views of the flat (R, D) rows, with no (R, k^2, D) tensor formed.
 
     Preconditioner: for stiff lam Jacobi leaves CG with the smooth modes of a
     graph Laplacian (iterations growing with |lam| p). There the linearization offers the
@@ -358,34 +358,49 @@ class WindowCoupling(PreciseCoupling):
         self._flat_lam: float | None = None  # lam of the last direct flat solve
 
     # -- shifted views ---------------------------------------------------------------------
-    def _pad(self, v: Tensor) -> Tensor:
-        """(R, D) -> (R, H + 2r, W + 2r) zero-padded maps."""
+    # Maps are kept flat (row-major) with a zero margin of r W + r units at each end, so that a
+    # shift by (dy, dx) is the flat offset dy W + dx and every fused multiply-add runs over
+    # whole rows of D units (1.75x faster here than over the 28-unit lines of (R, H, W) views).
+    # Where i + (dy, dx) leaves the image such a view reads a unit of the next or previous line
+    # (or the margin); every use multiplies that entry by a mask or a K that is 0 there.
+    def _margin(self) -> int:
         r = self.extent // 2
-        return F.pad(v.reshape(-1, self.height, self.width), (r, r, r, r))
+        return r * self.width + r
+
+    def _pad(self, v: Tensor) -> Tensor:
+        """(R, D) -> (R, D + 2 (r W + r)) flat rows with zero margins."""
+        m = self._margin()
+        return F.pad(v.reshape(-1, self.height * self.width), (m, m))
 
     def _at(self, padded: Tensor, dy: int, dx: int) -> Tensor:
-        """View of a padded map whose entry at unit i is the entry at unit i + (dy, dx)."""
-        r = self.extent // 2
-        return padded[:, r + dy : r + dy + self.height, r + dx : r + dx + self.width]
+        """(R, D) view whose entry at unit i is the padded rows' entry at i + (dy, dx) (another
+        unit or the margin where that leaves the image: masked by the caller)."""
+        start = self._margin() + dy * self.width + dx
+        return padded[:, start : start + self.height * self.width]
 
     def masks(self, like: Tensor) -> Tensor:
-        """(n_offsets, 1, H, W): 1 where unit i + o lies inside the image, else 0."""
+        """(n_offsets, 1, D): 1 where unit i + o lies inside the image, else 0."""
         key = (like.device, like.dtype)
         if key not in self._cache:
-            ones = like.new_ones(1, self.height * self.width)
-            padded = self._pad(ones)
-            self._cache[key] = torch.stack([self._at(padded, *o) for o in self.offsets])
+            ys = torch.arange(self.height, device=like.device).repeat_interleave(self.width)
+            xs = torch.arange(self.width, device=like.device).repeat(self.height)
+            inside = [
+                (ys + dy >= 0) & (ys + dy < self.height) & (xs + dx >= 0) & (xs + dx < self.width)
+                for dy, dx in self.offsets
+            ]
+            self._cache[key] = torch.stack(inside)[:, None, :].to(like.dtype)
         return self._cache[key]
 
     def _pair_diffs(self, z: Tensor) -> Tensor:
-        """(n_offsets, R, H, W): z_{i+o} - z_i for every unit i and half-window offset o."""
+        """(n_offsets, R, D): z_{i+o} - z_i for every unit i and half-window offset o (any
+        finite value where i + o leaves the image)."""
         padded = self._pad(z)
-        z3 = z.reshape(-1, self.height, self.width)
+        z = z.reshape(-1, self.height * self.width)
         if z.requires_grad and torch.is_grad_enabled():  # out= is not differentiable
-            return torch.stack([self._at(padded, *o) for o in self.offsets]) - z3
-        out = z.new_empty(len(self.offsets), *z3.shape)
+            return torch.stack([self._at(padded, *o) for o in self.offsets]) - z
+        out = z.new_empty(len(self.offsets), *z.shape)
         for diff, o in zip(out, self.offsets, strict=True):
-            torch.sub(self._at(padded, *o), z3, out=diff)
+            torch.sub(self._at(padded, *o), z, out=diff)
         return out
 
     def _symmetric_sum(self, pairs: Tensor) -> Tensor:
@@ -400,15 +415,15 @@ class WindowCoupling(PreciseCoupling):
         """Each pair value at its first unit i, and ``at_partner`` (add or subtract) at i + o.
 
         Args:
-            pairs: (n_offsets, R, H, W), zero where i + o lies outside the image.
+            pairs: (n_offsets, R, D), zero where i + o lies outside the image.
             at_partner: ``Tensor.add_`` or ``Tensor.sub_``.
         Returns:
             (R, D).
         """
-        out = self._pad(pairs.sum(0).reshape(pairs.shape[1], -1))
+        out = self._pad(pairs.sum(0))
         for o, value in zip(self.offsets, pairs, strict=True):
             at_partner(self._at(out, *o), value)
-        return self._at(out, 0, 0).reshape(pairs.shape[1], -1)
+        return self._at(out, 0, 0).contiguous()
 
     # -- protocol ----------------------------------------------------------------------------
     def _cross(self, z: Tensor) -> Tensor:
@@ -417,7 +432,7 @@ class WindowCoupling(PreciseCoupling):
 
     def _energy(self, z: Tensor) -> Tensor:
         s = log_cosh(self.p * self._pair_diffs(z)) * self.masks(z)
-        return 2.0 * s.sum(dim=(0, 2, 3)) / (self.p * self.extent**2)  # S is even
+        return 2.0 * s.sum(dim=(0, 2)) / (self.p * self.extent**2)  # S is even
 
     def _linearize(self, z: Tensor) -> Linearization:
         w = 1.0 / self.extent**2
@@ -465,22 +480,20 @@ class WindowCoupling(PreciseCoupling):
         return ((y @ q) * scale) @ q.T
 
     def _assemble(self, B: Tensor, k: Tensor, row_sum: Tensor) -> Linearization:
-        """The linearization from B (R, D), the pair maps K_{i,i+o} (n_offsets, R, H, W) and
+        """The linearization from B (R, D), the pair maps K_{i,i+o} (n_offsets, R, D) and
         their row sums (R, D); R may be 1 for maps shared by every row."""
         w = 1.0 / self.extent**2
         masks = self.masks(k)
         offsets = self.offsets
 
         def matvec(v: Tensor) -> Tensor:
-            rows = v.shape[0]
-            v3 = v.reshape(rows, self.height, self.width)
             padded = self._pad(v)
             out = self._pad(-row_sum * v)
             centre = self._at(out, 0, 0)
             for o, k_o in zip(offsets, k, strict=True):
                 centre.addcmul_(k_o, self._at(padded, *o))  # K_{i,i+o} v_{i+o} at i
-                self._at(out, *o).addcmul_(k_o, v3)  # K_{i+o,i} v_i at i + o
-            return centre.reshape(rows, -1)
+                self._at(out, *o).addcmul_(k_o, v)  # K_{i+o,i} v_i at i + o
+            return centre.contiguous()
 
         pairs = 2.0 * masks.sum()  # ordered pairs (i, k != i) inside the image
         scale = row_sum.sum(1) / (pairs * w * self.p)  # (R,) mean sech^2 over the row's pairs
