@@ -380,7 +380,7 @@ def newton(
             lin_moved = coupling.linearize(z_moved)
             z_try = z_try.index_copy(0, moved, z_moved)
             lin_try = lin_try.put(moved, lin_moved, reuse=True)
-            f_moved = z_moved - work.y[moved] + lam * lin_moved.B
+            f_moved = FixedPointProblem(work.y[moved], lam, coupling).residual(z_moved, lin_moved.B)
             f_try = f_try.index_copy(0, moved, f_moved)
         for halving in range(_MAX_HALVINGS + 1):
             if halving:
