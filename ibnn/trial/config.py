@@ -49,6 +49,9 @@ class TrialConfig:
     val_fraction: float = _f(0.1, "fraction of the training set held out for validation, (0, 1)")
     max_train: int | None = _f(None, "optional cap on training samples (smoke runs)")
     max_test: int | None = _f(None, "optional cap on test samples, seeded choice (smoke runs)")
+    max_val: int | None = _f(
+        None, "optional cap on validation samples (smoke runs; the training set is unchanged)"
+    )
     # --- model
     family: str = _f("sm", f"neuron family: one of {', '.join(FAMILIES)}")
     seed: int = _f(0, "seed of splits, initialisation, shuffling and attacks (>= 0)")
@@ -209,6 +212,7 @@ def _validate(cfg: TrialConfig) -> None:
     _positive(cfg, "epochs", "n_eval", "pgd_steps", "pixle_restarts", "pixle_iters")
     _positive(cfg, "pixle_patch", "curvature_h", "curvature_draws")
     _positive(cfg, "tol", "max_iter", "grad_clip", "max_train", "max_test", optional=True)
+    _positive(cfg, "max_val", optional=True)
     if cfg.warmup_epochs < 0:
         _fail("warmup_epochs", cfg.warmup_epochs, "must be >= 0")
     if cfg.num_workers < 0:

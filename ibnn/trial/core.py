@@ -116,6 +116,7 @@ class Trial:
             cfg.val_fraction,
             cfg.max_train,
             cfg.max_test,
+            cfg.max_val,
         )
         self.splits = splits.to(self.device)
         self.surrogate = self._build_sm()  # warm-up model; the main model starts from it
@@ -129,6 +130,9 @@ class Trial:
         self.epochs_done = 0  # warm-up and main epochs run so far
         self.in_main = False  # the main model has been built from the surrogate
         self.best: dict[str, Any] | None = None  # epoch, score, state of the selected epoch
+        # the last epoch's training, validation and test passes (None where not run): their
+        # seconds and solver statistics, for benchmarks
+        self.passes: tuple[PassResult | None, ...] = ()
         if cfg.warmup_epochs == 0:
             self._start_main()
 
@@ -191,7 +195,9 @@ class Trial:
                 va = evaluate_split(self.model, s.x_val, s.y_val, cfg.eval_batch_size)
                 te = evaluate_split(self.model, s.x_test, s.y_test, cfg.eval_batch_size)
         except NUMERICAL_FAILURES as err:  # a numerical error: end the trial cleanly
+            self.passes = (tr, None, None)
             return self.finish_epoch(epoch, tr, error=err)  # keeps a finished training pass
+        self.passes = (tr, va, te)
         return self.finish_epoch(epoch, tr, va, te)
 
     def begin_epoch(self) -> EpochStart:
