@@ -66,6 +66,11 @@ class TrialConfig:
     tol: float | None = _f(None, "forward solver tolerance (None: the layer's default by dtype)")
     max_iter: int | None = _f(None, "forward solver iteration cap (None: the solver's default)")
     backend: str = _f("auto", f"cross-term backend: one of {', '.join(BACKENDS)}")
+    warm_start: bool = _f(
+        True,
+        "start each sample's solve from its fixed point of the previous epoch (a float16 "
+        "cache per split: 47 MB per 10,000 images for UCN(1,3) on fmnist; ibnn.nn.warm)",
+    )
     # --- training recipe
     epochs: int = _f(80, "main training epochs (the paper: 80, lr up for half, down for half)")
     warmup_epochs: int = _f(2, "SM-surrogate warm-up epochs before the main schedule (>= 0)")
