@@ -76,7 +76,9 @@ class TrialConfig:
     warmup_epochs: int = _f(2, "SM-surrogate warm-up epochs before the main schedule (>= 0)")
     warmup_lr: float = _f(0.001, "learning rate of the warm-up epochs (> 0)")
     batch_size: int = _f(128, "training batch size (>= 1)")
-    eval_batch_size: int = _f(1000, "batch size for validation, test and attacks (>= 1)")
+    eval_batch_size: int = _f(
+        256, "batch size for validation, test and attacks (>= 1; 256: fastest IBNN solves on CPU)"
+    )
     lr_start: float = _f(0.001, "learning rate at the first and last epochs (> 0)")
     lr_peak: float = _f(0.01, "learning rate at mid-training (> 0)")
     momentum: float = _f(0.9, "SGD momentum, in [0, 1)")
