@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not folders:
+        print(f"error: no sweep folder (epochs/, evals/, trials/ or sweep.json) in {args.storage}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     sweeps = [load_sweep(f, args.storage) for f in folders]
-    if not sweeps:
-        print(f"warning: no sweep folders found under {args.storage}", file=sys.stderr)
     for s in sweeps:
         for w in s.warnings:
             print(f"warning: {w}", file=sys.stderr)

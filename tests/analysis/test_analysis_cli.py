@@ -89,12 +89,24 @@ def test_subset_of_sweeps_shows_what_exists(tmp_path: Path):
     assert html.count(">no data<") == 7  # every claim but the two transfer ones
 
 
-def test_empty_storage_and_bad_arguments(tmp_path: Path, capsys):
+def test_empty_or_sweepless_folder_exits_2_with_one_line(tmp_path: Path):
+    """Criterion 4: exit 2, one line on stderr naming the folder, no dashboard written."""
+    empty, sweepless = tmp_path / "empty", tmp_path / "sweepless"
+    empty.mkdir()
+    (sweepless / "notes").mkdir(parents=True)
+    (sweepless / "notes" / "readme.txt").write_text("not a sweep")
+    for folder in (empty, sweepless):
+        out = tmp_path / f"{folder.name}.html"
+        proc = _run(str(folder), "--out", str(out))
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(folder) in lines[0], proc.stderr
+        assert lines[0].startswith("error: no sweep folder")
+        assert proc.stdout == "" and not out.exists()
+
+
+def test_bad_arguments(tmp_path: Path, capsys):
     out = tmp_path / "d.html"
-    assert main([str(tmp_path), "--out", str(out), "--resamples", "200"]) == 0
-    err = capsys.readouterr().err
-    assert out.is_file() and "no sweep folders found" in err
-    assert "No sweeps found" in out.read_text(encoding="utf-8")
     assert main([str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "storage must be an existing folder" in capsys.readouterr().err
     assert main([str(tmp_path), "--level", "1.5"]) == 2
