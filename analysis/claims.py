@@ -199,6 +199,9 @@ _COLUMNS = [
     "hi",
     "unit",
     "n",
+    "n_sm",
+    "n_ibnn",
+    "n_shared",
     "verdict",
     "method",
     "coverage",
@@ -247,7 +250,8 @@ def claims_table(
 
     Returns:
         Frame with columns claim, kind, figure, condition, comparison, effect, lo, hi (displayed
-        units), unit, n, verdict, method, coverage, p (two-sided, of the rule's null value),
+        units), unit, n (in words), n_sm, n_ibnn, n_shared, verdict, method, coverage, p
+        (two-sided, of the rule's null value),
         p_holm (Holm-adjusted over every row with a p-value), verdict_holm, effect_failed,
         lo_failed, hi_failed, n_failed (failed trials counted at chance), verdict_failed,
         sensitivity (a sentence when the verdict changes), n_chance_sm, n_chance_ibnn (trials
@@ -279,7 +283,9 @@ def claims_table(
                 if c.kind not in kinds_present
                 else "no condition with both an SM and an IBNN arm"
             )
-            rows.append({**base, "verdict": "no data", "details": why, "n": "0"})
+            rows.append(
+                {**base, "verdict": "no data", "details": why, "n": "0", "n_sm": 0, "n_ibnn": 0}
+            )
             continue
         keys = [*present(sel, CONDITION_KEYS), "arm"]
         keys += [k for k in ("attack", "lam") if k in sel.columns and k not in keys]
@@ -292,6 +298,9 @@ def claims_table(
                 "lo": r["lo"] * c.scale,
                 "hi": r["hi"] * c.scale,
                 "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
+                "n_sm": int(r["n_sm"]),
+                "n_ibnn": int(r["n_ibnn"]),
+                "n_shared": int(r["n_shared"]),
                 "verdict": v,
                 "method": r["method"],
                 "coverage": r["coverage"],
