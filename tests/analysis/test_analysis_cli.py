@@ -65,10 +65,13 @@ def test_page_is_self_contained_with_claims_first(dashboard):
     for text in ("order-statistic", "Hodges-Lehmann", "Wilcoxon", "Mann-Whitney", "seed=0"):
         assert text in html, text
     assert "id='family-wise'" in html and "at least one false" in html
-    for text in ("Holm-adjusted p", "failed trials at chance accuracy", "seeds per arm for"):
+    for text in ("Holm-adjusted p", "failed trials counted at chance", "seeds per arm to detect"):
         assert text in html, text
-    # the diverged IBNN trial of the expressivity sweep is counted in the sensitivity column
-    assert "(1 failed trials counted)" in html
+    # the diverged IBNN trial of the expressivity sweep is counted in its claim's details
+    assert "1 failed trials counted at chance accuracy" in html
+    # statistics and rules are written once, below the table, not in every row
+    assert html.count("order-statistic") == 1 and html.count("id='rules'") == 1
+    assert html.index("id='claims'") < html.index("id='methods'")
     # partial results: the running sweep and the failed trial are reported
     assert "12 of 57 expected trials not written" in html
     assert "failed trials left out of the statistics" in html
@@ -86,7 +89,8 @@ def test_subset_of_sweeps_shows_what_exists(tmp_path: Path):
     html = out.read_text(encoding="utf-8")
     assert 'id="plot-transfer"' in html and 'id="plot-fig3"' not in html
     assert "no data: no data_fraction sweep found" in html
-    assert html.count(">no data<") == 7  # every claim but the two transfer ones
+    # every claim but the two transfer ones: verdict and verdict after Holm
+    assert html.count("no-data'>no data<") == 2 * 7
 
 
 def test_empty_or_sweepless_folder_exits_2_with_one_line(tmp_path: Path):
