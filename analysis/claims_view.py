@@ -115,6 +115,10 @@ def _details(r: pd.Series) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _seeds_text(r: pd.Series) -> str:
+    return f"SM {int(r['n_sm'])} · IBNN {int(r['n_ibnn'])} ({int(r['n_shared'])} paired)"
+
+
 def _cells(r: pd.Series) -> ClaimCells:
     has = r["verdict"] != "no data"
     dash = "—"
@@ -126,7 +130,7 @@ def _cells(r: pd.Series) -> ClaimCells:
         verdict=r["verdict"],
         effect=_with_unit(r["effect"], r["unit"]) if has else dash,
         interval=interval_text(r["lo"], r["hi"]) if has else dash,
-        seeds=f"SM {r['n_sm']} · IBNN {r['n_ibnn']} ({r['n_shared']} paired)" if has else dash,
+        seeds=_seeds_text(r) if has else dash,
         verdict_holm=r["verdict_holm"],
         p=f"{p_text(r['p'])} → {p_text(r['p_holm'])}" if has else dash,
         details=_details(r),

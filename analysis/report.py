@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis import derived, toy
+from analysis import derived, seeds, toy
 from analysis.claims import Sensitivity, claims_table
 from analysis.failures import (
     at_chance,
@@ -189,30 +189,37 @@ def compute_report(sweeps: list[SweepData], spec: BootstrapSpec) -> Report:
         t = trials_of("data_fraction")
         f["data_fraction_curves"] = derived.data_fraction_curves(t, spec)
         f["data_fraction_match"] = derived.data_fraction_match(t, spec)
+        f["data_fraction_seeds"] = seeds.data_fraction_seeds(t)
     if "robustness" in kinds:
         ev = add_arm(_usable(sweeps, "robustness", "evals"))
         f["pgd_curves"] = derived.pgd_curves(ev, spec)
         f["pgd_effects"] = derived.pgd_effects(ev, spec)
         f["pixle_bars"] = derived.pixle_bars(ev, spec)
         f["pixle_effects"] = derived.pixle_effects(ev, spec)
+        f["pgd_seeds"] = seeds.pgd_seeds(ev, trials_of("robustness"))
+        f["pixle_seeds"] = seeds.pixle_seeds(ev, trials_of("robustness"))
     if "expressivity" in kinds:
         t = trials_of("expressivity")
         f["expressivity_curves"] = derived.expressivity_curves(t, spec)
         f["expressivity_effects"] = derived.expressivity_effects(t, spec)
+        f["expressivity_seeds"] = seeds.expressivity_seeds(t)
     if "learning_speed" in kinds:
         ep = combine(sweeps, "learning_speed", "epochs")
         t = trials_of("learning_speed")
         f["learning_curves"] = derived.learning_curves(ep, t, spec)
         f["learning_speed_match"] = derived.learning_speed_match(ep, t, spec)
+        f["learning_seeds"] = seeds.learning_seeds(ep, t)
     if "memorization" in kinds:
         t = trials_of("memorization")
         f["memorization_curves"] = derived.memorization_curves(t, spec)
         f["memorization_gaps"] = derived.memorization_gaps(t, spec)
         f["memorization_effects"] = derived.memorization_effects(t, spec)
+        f["memorization_seeds"] = seeds.memorization_seeds(t)
     if "transfer" in kinds:
         ev = add_arm(_usable(sweeps, "transfer", "evals"))
         f["transfer_curves"] = derived.transfer_curves(ev, spec)
         f["transfer_effects"] = derived.transfer_effects(ev, spec)
+        f["transfer_seeds"] = seeds.transfer_seeds(ev, trials_of("transfer"))
     if "search" in kinds:
         f["search_best"] = derived.search_best(trials_of("search"), spec)
     warnings = tuple(w for s in sweeps for w in s.warnings)
