@@ -251,16 +251,15 @@ def claims_table(
     Returns:
         Frame with columns claim, kind, figure, condition, comparison, effect, lo, hi (displayed
         units), unit, n (in words), n_sm, n_ibnn, n_shared, verdict, method, coverage, p
-        (two-sided, of the rule's null value),
-        p_holm (Holm-adjusted over every row with a p-value), verdict_holm, effect_failed,
-        lo_failed, hi_failed, n_failed (failed trials counted at chance), verdict_failed,
-        sensitivity (a sentence when the verdict changes), n_chance_sm, n_chance_ibnn (trials
-        that ended at chance, per arm; they stay in the statistic), verdict_nochance (without
-        them; "" when there are none), chance_sensitivity (a sentence when that verdict differs),
-        mde (minimal detectable effect at
-        POWER, displayed units; inf when no interval is possible), seeds_needed (seeds per arm
-        to detect TARGET_UNITS), rule, measure, details; a claim without evidence gets one
-        "no data" row saying why.
+        (two-sided, of the rule's null value), p_holm (Holm-adjusted over every row with a
+        p-value), verdict_holm, effect_failed, lo_failed, hi_failed, n_failed (failed trials
+        counted at chance), verdict_failed, sensitivity (a sentence when the verdict changes),
+        n_chance_sm, n_chance_ibnn (trials that ended at chance, per arm; they stay in the
+        statistic), verdict_nochance (without them; "" when there are none), chance_sensitivity
+        (a sentence when that verdict differs), mde (minimal detectable effect at POWER,
+        displayed units; inf when no interval is possible), seeds_needed (seeds per arm to
+        detect TARGET_UNITS), rule, measure, details; a claim without evidence gets one "no
+        data" row saying why.
     """
     sens = sensitivity or Sensitivity({}, {}, pd.DataFrame())
     rows = []
@@ -290,29 +289,42 @@ def claims_table(
         keys = [*present(sel, CONDITION_KEYS), "arm"]
         keys += [k for k in ("attack", "lam") if k in sel.columns and k not in keys]
         for _, r in sel.iterrows():
-            v = verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin)
-            shown = {
-                "condition": condition_label(r),
-                "comparison": f"{r['arm']} vs SM",
-                "effect": r["value"] * c.scale,
-                "lo": r["lo"] * c.scale,
-                "hi": r["hi"] * c.scale,
-                "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
-                "n_sm": int(r["n_sm"]),
-                "n_ibnn": int(r["n_ibnn"]),
-                "n_shared": int(r["n_shared"]),
-                "verdict": v,
-                "method": r["method"],
-                "coverage": r["coverage"],
-                "p": r["p"],
-                "details": _details(frame, r, keys),
-                **_power(r, c, level, bootstrap_min_seeds),
-                **_failures(sens.counted.get(c.source), r, [*keys, "statistic"], c, v),
-                **_chance(sens, r, keys, c, v),
-            }
-            rows.append({**base, **shown})
+            row = _comparison_row(c, r, frame, keys, sens, (level, bootstrap_min_seeds))
+            rows.append({**base, **row})
     out = pd.DataFrame(rows, columns=_COLUMNS)
     return _with_holm(out, level)
+
+
+def _comparison_row(
+    c: ClaimSpec,
+    r: pd.Series,
+    frame: pd.DataFrame,
+    keys: list[str],
+    sens: Sensitivity,
+    settings: tuple[float, int],
+) -> dict:
+    """The displayed columns of one comparison row (settings: level, bootstrap minimum)."""
+    level, bootstrap_min = settings
+    v = verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin)
+    return {
+        "condition": condition_label(r),
+        "comparison": f"{r['arm']} vs SM",
+        "effect": r["value"] * c.scale,
+        "lo": r["lo"] * c.scale,
+        "hi": r["hi"] * c.scale,
+        "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
+        "n_sm": int(r["n_sm"]),
+        "n_ibnn": int(r["n_ibnn"]),
+        "n_shared": int(r["n_shared"]),
+        "verdict": v,
+        "method": r["method"],
+        "coverage": r["coverage"],
+        "p": r["p"],
+        "details": _details(frame, r, keys),
+        **_power(r, c, level, bootstrap_min),
+        **_failures(sens.counted.get(c.source), r, [*keys, "statistic"], c, v),
+        **_chance(sens, r, keys, c, v),
+    }
 
 
 def _power(r: pd.Series, c: ClaimSpec, level: float, bootstrap_min: int) -> dict:
