@@ -91,40 +91,99 @@ def _reference_lines(
             )
 
 
-def fig_toy(segments: pd.DataFrame, panels: pd.DataFrame, accuracy: pd.DataFrame) -> go.Figure:
-    """Fig. 2: decision boundaries (prob = 0.5) varying lam (left) and p (right)."""
+def _toy_seed_panel(
+    fig: go.Figure, accuracy: pd.DataFrame, seeds: pd.DataFrame, col: int, shown: set[str]
+) -> None:
+    """Median test accuracy of each toy arm with its interval, and each seed beside it."""
+    arms = [a for _, a in ordered_arms(accuracy)]
+    for i, arm in enumerate(arms):
+        r = accuracy[accuracy["arm"] == arm].iloc[0]
+        color = family_color(r["family"])
+        med, lo, hi = (100 * float(r[k]) for k in ("median", "lo", "hi"))
+        fig.add_trace(
+            go.Scatter(
+                x=[i],
+                y=[med],
+                mode="markers",
+                name="median, interval",
+                showlegend="median, interval" not in shown,
+                marker={"color": color, "size": 9, "symbol": "diamond"},
+                error_y={
+                    "type": "data",
+                    "array": [hi - med if math.isfinite(hi) else 0.0],
+                    "arrayminus": [med - lo if math.isfinite(lo) else 0.0],
+                },
+                hovertemplate=f"{arm}: median %{{y:.1f}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        shown.add("median, interval")
+        s = seeds[seeds["arm"] == arm]
+        add_points(fig, np.full(len(s), i + 0.25), s, color, (1, col), shown, arm)
+    fig.update_xaxes(tickvals=list(range(len(arms))), ticktext=arms, row=1, col=col)
+    fig.update_yaxes(title_text="Test accuracy (%)", row=1, col=col)
+
+
+def fig_toy(
+    segments: pd.DataFrame,
+    panels: pd.DataFrame,
+    accuracy: pd.DataFrame,
+    seeds: pd.DataFrame | None = None,
+) -> go.Figure:
+    """Fig. 2: decision boundaries (prob = 0.5) varying lam (left) and p (middle); right: each
+    arm's test accuracy per seed beside its median (when per-seed rows are given)."""
     acc = dict(zip(accuracy["arm"], accuracy["median"], strict=True)) if not accuracy.empty else {}
-    fig = new_figure(["IBNN with varying λ", "IBNN with varying p"])
+    with_seeds = seeds is not None and not seeds.empty and not accuracy.empty
+    titles = ["IBNN with varying λ", "IBNN with varying p"]
+    fig = new_figure([*titles, "Test accuracy per seed"] if with_seeds else titles)
     shown: set[str] = set()
     for c, name in enumerate(("lam", "p"), start=1):
-        arms = panels[panels["panel"] == name]
-        ib = arms[arms["family"] != "sm"].sort_values("lam" if name == "lam" else "p")
-        colors = dict(zip(ib["arm"], shades("ibnn", max(len(ib), 1)), strict=False))
-        for _, a in pd.concat([arms[arms["family"] == "sm"], ib]).iterrows():
-            seg = segments[segments["arm"] == a["arm"]].sort_values(["segment", "end"])
-            xs, ys = [], []
-            for _, s in seg.groupby("segment", sort=True):
-                xs += [*s["x0"], None]
-                ys += [*s["x1"], None]
-            label = a["arm"] + (f": accuracy {100 * acc[a['arm']]:.1f}%" if a["arm"] in acc else "")
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    name=label,
-                    legendgroup=a["arm"],
-                    showlegend=label not in shown,
-                    line={"color": colors.get(a["arm"], family_color(a["family"])), "width": 2},
-                ),
-                row=1,
-                col=c,
-            )
-            shown.add(label)
-    _axes(fig, "Input x₀ (data units)", "Input x₁ (data units)")
+        _toy_boundaries(fig, segments, panels, acc, name, c, shown)
+    for c in (1, 2):
+        fig.update_xaxes(title_text="Input x₀ (data units)", row=1, col=c)
+    fig.update_yaxes(title_text="Input x₁ (data units)", row=1, col=1)
     fig.update_yaxes(scaleanchor="x", row=1, col=1)  # equal scales: circles look round
     fig.update_yaxes(scaleanchor="x2", row=1, col=2)
+    if with_seeds:
+        _toy_seed_panel(fig, accuracy, seeds, 3, shown)
     return fig
+
+
+def _toy_boundaries(
+    fig: go.Figure,
+    segments: pd.DataFrame,
+    panels: pd.DataFrame,
+    acc: dict[str, float],
+    name: str,
+    c: int,
+    shown: set[str],
+) -> None:
+    """The level-0.5 contours of one panel ("lam" or "p") of Fig. 2."""
+    arms = panels[panels["panel"] == name]
+    ib = arms[arms["family"] != "sm"].sort_values("lam" if name == "lam" else "p")
+    colors = dict(zip(ib["arm"], shades("ibnn", max(len(ib), 1)), strict=False))
+    for _, a in pd.concat([arms[arms["family"] == "sm"], ib]).iterrows():
+        seg = segments[segments["arm"] == a["arm"]].sort_values(["segment", "end"])
+        xs, ys = [], []
+        for _, s in seg.groupby("segment", sort=True):
+            xs += [*s["x0"], None]
+            ys += [*s["x1"], None]
+        label = a["arm"] + (f": accuracy {100 * acc[a['arm']]:.1f}%" if a["arm"] in acc else "")
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=label,
+                legendgroup=a["arm"],
+                showlegend=label not in shown,
+                line={"color": colors.get(a["arm"], family_color(a["family"])), "width": 2},
+            ),
+            row=1,
+            col=c,
+        )
+        shown.add(label)
 
 
 def fig_data_fraction(
@@ -330,10 +389,11 @@ _POINTS = (
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig2", "Fig. 2 · Decision boundaries of the 2-D toy network", "toy2d",
-               ("toy_boundaries", "toy_panels", "toy_accuracy"), fig_toy,
+               ("toy_boundaries", "toy_panels", "toy_accuracy", "toy_seeds"), fig_toy,
                "Level-0.5 contour of the median (over seeds) predicted probability of class 1, "
-               "SM and IBNN with one hidden layer of 3 neurons; legend: median test accuracy "
-               "(per-seed accuracies: the Markdown output and Fig. 2's table)."),
+               "SM and IBNN with one hidden layer of 3 neurons; legend: median test accuracy. "
+               "Right: each arm's median test accuracy with its interval (diamond, bar) and its "
+               "seeds beside it; ✕: a trial that ended at chance accuracy."),
     FigureSpec("fig3", "Fig. 3 · Less training data required", "data_fraction",
                ("data_fraction_curves", "data_fraction_match", "data_fraction_seeds"),
                fig_data_fraction,

@@ -185,6 +185,7 @@ def compute_report(sweeps: list[SweepData], spec: BootstrapSpec) -> Report:
         f["toy_boundaries"] = toy.toy_boundaries(_usable(sweeps, "toy2d", "boundaries"))
         f["toy_panels"] = toy.toy_panels(f["toy_boundaries"])
         f["toy_accuracy"] = toy.toy_accuracy(t, spec) if not t.empty else empty
+        f["toy_seeds"] = seeds.toy_seeds(t) if not t.empty else empty
     if "data_fraction" in kinds:
         t = trials_of("data_fraction")
         f["data_fraction_curves"] = derived.data_fraction_curves(t, spec)

@@ -17,6 +17,7 @@ from analysis.tidy import CONDITION_KEYS, present
 
 __all__ = [
     "seed_values",
+    "toy_seeds",
     "data_fraction_seeds",
     "pgd_seeds",
     "pixle_seeds",
@@ -54,6 +55,11 @@ def seed_values(
 
 def _keys(df: pd.DataFrame, x: str | None = None) -> list[str]:
     return [k for k in present(df, CONDITION_KEYS) if k != x]
+
+
+def toy_seeds(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each toy trial's test accuracy, per (family, arm) as `toy.toy_accuracy` groups them."""
+    return seed_values(trials, ["family", "arm"], "test_acc", trials)
 
 
 def data_fraction_seeds(trials: pd.DataFrame) -> pd.DataFrame:
