@@ -17,8 +17,17 @@ import pandas as pd
 from analysis.claims import TARGET_UNITS
 from analysis.power import POWER
 
-__all__ = ["ClaimCells", "claim_cells", "signed", "interval_text", "p_text", "VERDICT_CLASS"]
+__all__ = [
+    "NONE",
+    "ClaimCells",
+    "claim_cells",
+    "signed",
+    "interval_text",
+    "p_text",
+    "VERDICT_CLASS",
+]
 
+NONE = "—"  # a cell without a value (a claim without data)
 # CSS class of each verdict's badge (anything else, the "inconclusive" ones, is "inconclusive").
 VERDICT_CLASS: dict[str, str] = {
     "supported": "supported",
@@ -68,6 +77,10 @@ def _with_unit(x: float, unit: str) -> str:
     return f"{text} {unit}" if math.isfinite(x) else text
 
 
+def _sentence(note: str) -> str:
+    return note[:1].upper() + note[1:] + "."
+
+
 def _failed_text(r: pd.Series) -> str:
     if not r["n_failed"]:
         return "none failed"
@@ -75,7 +88,11 @@ def _failed_text(r: pd.Series) -> str:
     ci = interval_text(r["lo_failed"], r["hi_failed"])
     text = f"{int(r['n_failed'])} failed trials counted at chance accuracy: {effect} {ci}, "
     text += r["verdict_failed"]
-    return f"{text}. {r['sensitivity']}" if r["sensitivity"] else f"{text} (verdict unchanged)"
+    return (
+        f"{text}. {_sentence(r['sensitivity'])}"
+        if r["sensitivity"]
+        else f"{text} (verdict unchanged)"
+    )
 
 
 def _chance_text(r: pd.Series) -> str:
@@ -84,7 +101,7 @@ def _chance_text(r: pd.Series) -> str:
     if n_sm + n_ib == 0:
         return "SM 0, IBNN 0"
     if r["chance_sensitivity"]:
-        return f"{counts}. {r['chance_sensitivity']}"
+        return f"{counts}. {_sentence(r['chance_sensitivity'])}"
     return f"{counts}; without them: {r['verdict_nochance']} (verdict unchanged)"
 
 
@@ -121,7 +138,7 @@ def _seeds_text(r: pd.Series) -> str:
 
 def _cells(r: pd.Series) -> ClaimCells:
     has = r["verdict"] != "no data"
-    dash = "—"
+    dash = NONE
     return ClaimCells(
         claim=r["claim"],
         kind=r["kind"],

@@ -16,7 +16,7 @@ import plotly.io as pio
 import plotly.offline as po
 
 from analysis.claims import CLAIMS, TARGET_UNITS, rule_text
-from analysis.claims_view import VERDICT_CLASS, ClaimCells, claim_cells
+from analysis.claims_view import NONE, VERDICT_CLASS, ClaimCells, claim_cells
 from analysis.failures import CHANCE_MARGIN
 from analysis.figures import FIGURES, FigureSpec
 from analysis.multiplicity import family_wise_text
@@ -90,6 +90,11 @@ def _badge(verdict: str) -> str:
     return f"<span class='badge {cls}'>{_e(verdict)}</span>"
 
 
+def _sub(text: str) -> str:
+    """Small second line of a cell; nothing for an empty value."""
+    return "" if text == NONE else f"<span class='sub'>{_e(text)}</span>"
+
+
 def _claim_row(c: ClaimCells, partial: list[str]) -> str:
     """One claim: a short row; its method, rule, power and sensitivities open on a click."""
     flag = (
@@ -103,9 +108,9 @@ def _claim_row(c: ClaimCells, partial: list[str]) -> str:
         f"<td class='claim'><details><summary><b>{_e(c.claim)}</b>"
         f"<span class='cond'>{_e(c.condition)}</span></summary><dl>{details}</dl></details></td>"
         f"<td>{_e(c.figure)}</td><td>{_badge(c.verdict)}{flag}</td>"
-        f"<td class='num'>{_e(c.effect)}<span class='sub'>{_e(c.interval)}</span></td>"
+        f"<td class='num'>{_e(c.effect)}{_sub(c.interval)}</td>"
         f"<td class='seeds'>{_e(c.seeds)}</td>"
-        f"<td>{_badge(c.verdict_holm)}<span class='sub'>p {_e(c.p)}</span></td>"
+        f"<td>{_badge(c.verdict_holm)}{_sub(f'p {c.p}' if c.p != NONE else NONE)}</td>"
         "</tr>"
     )
 
