@@ -32,9 +32,6 @@ __all__ = [
     "NOISE_GAIN",
     "PGD_ATTACKS",
     "condition_keys",
-    "model_rows",
-    "epoch_rows",
-    "transfer_rows",
     "data_fraction_curves",
     "data_fraction_match",
     "pgd_rows",
@@ -83,15 +80,14 @@ def _argmax_x(xs: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(c).all(axis=-1), np.nan, x)
 
 
-def model_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of families trained as models in their own right (not transferred weights)."""
+def _models(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["family"].isin(FAMILIES)] if not df.empty else df
 
 
 # Fig. 3: less training data.
 def data_fraction_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Test accuracy (at the selected epoch) vs train_fraction, per arm."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("train_fraction",))
     return summarize(t, [*keys, "family", "arm", "train_fraction"], "test_acc", spec)
 
@@ -127,7 +123,7 @@ def data_fraction_match(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFra
     interpolated between measured fractions; +inf if never) and fraction_saved
     (sm_best_fraction - fraction; positive favours IBNN).
     """
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("train_fraction",))
     return compare_arms(t, keys, "train_fraction", "test_acc", fraction_statistics(), spec)
 
@@ -139,7 +135,7 @@ def pgd_rows(evals: pd.DataFrame) -> pd.DataFrame:
     For SM, PGD on the SM surrogate is white-box PGD: if some IBNN arm has pgd_whitebox rows but
     SM has none, SM's pgd_surrogate rows stand in for them.
     """
-    e = model_rows(evals)
+    e = _models(evals)
     if e.empty or "attack" not in e.columns:
         return e
     pgd = e[e["attack"].isin(PGD_ATTACKS) & (e["strength"] > 0)]
@@ -171,7 +167,7 @@ def pgd_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 
 def pixle_bars(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Clean and Pixle accuracy per arm (attack column "clean" or "pixle")."""
-    e = model_rows(evals)
+    e = _models(evals)
     e = e[e["attack"].isin(("clean", "pixle"))] if not e.empty else e
     keys = condition_keys(e)
     return summarize(e, [*keys, "family", "arm", "attack"], "acc", spec)
@@ -179,7 +175,7 @@ def pixle_bars(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 
 def pixle_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """IBNN - SM accuracy under Pixle (statistic "gap")."""
-    e = model_rows(evals)
+    e = _models(evals)
     e = e[e["attack"] == "pixle"] if not e.empty else e
     return compare_arms(e, condition_keys(e), None, "acc", {"gap": GAP}, spec)
 
@@ -187,7 +183,7 @@ def pixle_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 # Fig. 6: expressivity.
 def expressivity_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Test accuracy vs C per arm, with the median parameter count of each point (n_params)."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("C",))
     by = [*keys, "family", "arm", "C"]
     out = summarize(t, by, "test_acc", spec)
@@ -199,19 +195,18 @@ def expressivity_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFra
 
 def expressivity_effects(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """IBNN - SM test accuracy averaged over the widths C per seed (statistic "mean_gap")."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("C",))
     return compare_arms(t, keys, "C", "test_acc", {"mean_gap": MEAN_GAP}, spec)
 
 
 # Fig. 7: faster learning.
-def epoch_rows(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """Train-phase epoch rows of the given (usable) trials, with their arm."""
+def _epoch_rows(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     rows = train_rows(epochs) if not epochs.empty else epochs
     if rows.empty or trials.empty:
         return rows.assign(arm=pd.Series(dtype=object))
     tags = trials[["sweep", "trial_id", "arm"]]
-    return model_rows(rows.merge(tags, on=["sweep", "trial_id"], how="inner"))
+    return _models(rows.merge(tags, on=["sweep", "trial_id"], how="inner"))
 
 
 def learning_curves(
@@ -222,7 +217,7 @@ def learning_curves(
     The curve is the running average of the per-epoch medians over seeds; its band is the
     bootstrap interval of that same statistic. `trials` (usable trials) picks the trials.
     """
-    rows = epoch_rows(epochs, trials)
+    rows = _epoch_rows(epochs, trials)
     keys = condition_keys(rows)
     cols = [*keys, "family", "arm", "epoch", "median", "lo", "hi", "n"]
     if rows.empty:
@@ -272,7 +267,7 @@ def learning_speed_match(
     (first epoch where IBNN's running average >= sm_best; +inf if never) and epochs_saved
     (sm_best_epoch - match_epoch; positive favours IBNN).
     """
-    rows = epoch_rows(epochs, trials)
+    rows = _epoch_rows(epochs, trials)
     stats = speed_statistics(window)
     return compare_arms(rows, condition_keys(rows), "epoch", "test_acc", stats, spec)
 
@@ -280,14 +275,14 @@ def learning_speed_match(
 # Fig. 8: less memorization.
 def memorization_curves(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Best validation accuracy vs label_noise, per arm."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("label_noise",))
     return summarize(t, [*keys, "family", "arm", "label_noise"], "best_val_acc", spec)
 
 
 def memorization_gaps(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """IBNN - SM best validation accuracy at each label_noise (statistic "gap")."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("label_noise",))
     if not t.empty and "label_noise" in t.columns:
         keys = [*keys, "label_noise"]
@@ -312,14 +307,13 @@ NOISE_GAIN = Contrast(_noise_score)
 def memorization_effects(trials: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Statistic "noise_gain": how much larger the IBNN - SM best-val-accuracy gap is with wrong
     labels (mean over label_noise > 0) than without (label_noise = 0)."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = condition_keys(t, ("label_noise",))
     return compare_arms(t, keys, "label_noise", "best_val_acc", {"noise_gain": NOISE_GAIN}, spec)
 
 
 # Supplementary: SM weights transferred into IBNN without retraining.
-def transfer_rows(evals: pd.DataFrame) -> pd.DataFrame:
-    """Clean and PGD-surrogate rows of SM (as lam = 0) and of its weights run as IBNN."""
+def _transfer_rows(evals: pd.DataFrame) -> pd.DataFrame:
     if evals.empty:
         return evals
     e = evals[evals["attack"].isin(("clean", "pgd_surrogate"))]
@@ -332,7 +326,7 @@ def transfer_rows(evals: pd.DataFrame) -> pd.DataFrame:
 
 def transfer_curves(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Accuracy vs transferred lam (SM itself at lam = 0), clean and under PGD (surrogate)."""
-    rows = transfer_rows(evals)
+    rows = _transfer_rows(evals)
     keys = condition_keys(rows)
     return summarize(rows, [*keys, "family", "attack", "strength", "lam"], "acc", spec)
 
@@ -341,7 +335,7 @@ def transfer_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
     """Per transferred lam: transferred - SM accuracy, clean (statistic "clean_gap", tested
     against -TRANSFER_MARGIN) and averaged over PGD eps > 0 (statistic "pgd_gap"). Seeds are the
     SM trials', so fully paired. Adds a numeric lam column."""
-    rows = transfer_rows(evals)
+    rows = _transfer_rows(evals)
     if rows.empty:
         return compare_arms(rows, [], None, "acc", {}, spec).assign(lam=[])
     rows = add_arm(rows.drop(columns=["arm"], errors="ignore"))
@@ -366,7 +360,7 @@ def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.D
     """The `top` arms per dataset by median validation accuracy at the selected epoch, next to
     their cost: median wall time per trial (`wall_s`, seconds) and median solver iterations per
     epoch (`solver_iters`), over the arm's trials (seeds)."""
-    t = model_rows(trials)
+    t = _models(trials)
     keys = present(t, ("dataset", "L", "C"))
     by = [*keys, "family", "arm"]
     s = summarize(t, by, "val_acc", spec)
@@ -380,3 +374,10 @@ def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.D
     if "dataset" not in s.columns:
         return s.head(top).reset_index(drop=True)
     return s.groupby("dataset", sort=True).head(top).reset_index(drop=True)
+
+
+# Public names of the row selections above, for the per-seed frames (`analysis.seeds`).
+model_rows = _models
+epoch_rows = _epoch_rows
+transfer_rows = _transfer_rows
+__all__ += ["model_rows", "epoch_rows", "transfer_rows"]
