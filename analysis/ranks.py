@@ -230,13 +230,11 @@ def accepted_interval(
         j = i // 2
         if i % 2:
             return float(c[j])
-        return (
-            float(c[0] - span)
-            if j == 0
-            else float(c[-1] + span)
-            if j == c.size
-            else float((c[j - 1] + c[j]) / 2)
-        )
+        if j == 0:
+            return float(c[0] - span)
+        if j == c.size:
+            return float(c[-1] + span)
+        return float((c[j - 1] + c[j]) / 2)
 
     pieces = range(2 * c.size + 1)
     lo_i = next((i for i in pieces if p_at(theta(i)) > alpha), None)
