@@ -1,7 +1,7 @@
 """`python -m analysis <storage> --out dashboard.html`: read every sweep, write the dashboard.
 
 Warnings (corrupt files, unreadable sweep.json, ...) go to stderr; the path of the written
-dashboard is printed on stdout.
+dashboard is printed on stdout (on stderr when `--markdown -` puts the Markdown there).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 
 from analysis.dashboard import write_dashboard
 from analysis.load import find_sweeps, load_sweep
+from analysis.markdown import write_markdown
 from analysis.report import compute_report
 from analysis.stats import BootstrapSpec
 
@@ -35,6 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bootstrap resamples (curve statistics)",
     )
     ap.add_argument("--seed", type=int, default=defaults.seed, help="bootstrap seed")
+    ap.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write the claims and each figure's medians as Markdown ('-': stdout)",
+    )
     return ap.parse_args(argv)
 
 
@@ -47,15 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not folders:
+        print(f"error: no sweep folder (epochs/, evals/, trials/ or sweep.json) in {args.storage}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     sweeps = [load_sweep(f, args.storage) for f in folders]
-    if not sweeps:
-        print(f"warning: no sweep folders found under {args.storage}", file=sys.stderr)
     for s in sweeps:
         for w in s.warnings:
             print(f"warning: {w}", file=sys.stderr)
     report = compute_report(sweeps, spec)
     path = write_dashboard(report, args.out, args.storage)
-    print(path)
+    if args.markdown is not None:
+        write_markdown(report, args.markdown)
+    print(path, file=sys.stderr if args.markdown == "-" else sys.stdout)
     return 0
 
 

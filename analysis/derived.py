@@ -374,3 +374,10 @@ def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.D
     if "dataset" not in s.columns:
         return s.head(top).reset_index(drop=True)
     return s.groupby("dataset", sort=True).head(top).reset_index(drop=True)
+
+
+# Public names of the row selections above, for the per-seed frames (`analysis.seeds`).
+model_rows = _models
+epoch_rows = _epoch_rows
+transfer_rows = _transfer_rows
+__all__ += ["model_rows", "epoch_rows", "transfer_rows"]
