@@ -11,7 +11,8 @@ import pytest
 from ray import tune
 
 from ibnn.results import read_table
-from ibnn.sweep.trainable import TrialSettings, flatten_config, make_trainable
+from ibnn.sweep.trials.identity import TrialSettings, flatten_config
+from ibnn.sweep.trials.trainable import make_trainable
 from tests.sweeps.conftest import FAKE
 
 CONFIG = {
@@ -143,15 +144,15 @@ def test_a_gpu_that_torch_cannot_use_is_said_on_the_console(monkeypatch, capsys)
     import ray
     import torch
 
-    from ibnn.sweep import trainable
+    from ibnn.sweep.trials import session
 
     on_cpu = SimpleNamespace(device=torch.device("cpu"))  # a Trial's device, as it chose it
     on_gpu = SimpleNamespace(device=torch.device("cuda"))
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])  # Ray assigned a card
-    trainable._say_if_gpu_unused("t1", on_cpu)
+    session.say_if_gpu_unused("t1", on_cpu)
     assert "trial t1: Ray assigned it GPU [0]" in capsys.readouterr().err
-    trainable._say_if_gpu_unused("t1", on_gpu)  # torch uses the card: nothing to say
+    session.say_if_gpu_unused("t1", on_gpu)  # torch uses the card: nothing to say
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])  # a CPU trial on the CPU
-    trainable._say_if_gpu_unused("t1", on_cpu)
+    session.say_if_gpu_unused("t1", on_cpu)
     assert capsys.readouterr().err == ""
