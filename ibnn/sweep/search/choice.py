@@ -9,7 +9,7 @@ from ibnn.results import Storage, read_table
 from ibnn.results.schema import OK
 from ibnn.results.sweep_record import SWEEP_JSON, read_record
 from ibnn.sweep.folder import FolderError, split_sweep_path
-from ibnn.sweep.search.confirmation import MIN_SEEDS, best_confirmed
+from ibnn.sweep.search.confirmation import MIN_SEEDS, confirmed_choice
 from ibnn.vocab import NEURON_KEYS
 
 __all__ = ["load_search_choice"]
@@ -44,7 +44,7 @@ def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{meta.kind!r}), not a search"
         )
     rows = read_table(st, name, "trials").to_pylist()
-    best = best_confirmed(rows)
+    best = confirmed_choice(rows)
     if best is None:
         ok = sum(1 for r in rows if r["status"] == OK)
         raise FolderError(

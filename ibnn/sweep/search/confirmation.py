@@ -26,7 +26,7 @@ __all__ = [
     "CONFIRM_SEEDS",
     "CONFIRM_TOP",
     "MIN_SEEDS",
-    "best_confirmed",
+    "confirmed_choice",
     "confirm_variants",
     "config_key",
 ]
@@ -74,10 +74,14 @@ def confirm_variants(
     return variants
 
 
-def best_confirmed(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def confirmed_choice(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The configuration ``--from-search`` picks: highest median objective over its seeds among
     configurations with "ok" trials on at least MIN_SEEDS seeds (ties: more seeds, then the
     search trial's id). None when no configuration qualifies.
+
+    The sweep's one rule for a search's best configuration. The report's ranking of a search's
+    arms (``analysis.derived.search_best``: median validation accuracy at the selected epoch
+    over every trial of an arm, one seed included) is a summary for reading, not this choice.
 
     Returns:
         ``{"config", "trial_id" (the search trial), "search_number", "seeds", "objectives",

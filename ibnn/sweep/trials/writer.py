@@ -22,7 +22,9 @@ KEPT_STATUSES = tuple(s for s in TERMINAL_STATUSES if s != ERROR)
 
 def objective(records: list[Mapping[str, Any]]) -> float:
     """A trial's objective so far: the validation accuracy of its model-selection epoch (its last
-    record if none is selected yet). What a search maximises, and each trial's ``objective``."""
+    record if none is selected yet). What a search maximises, and each trial's ``objective``.
+    ``analysis.tidy.trial_table`` reports a finished trial's selected epoch by the same
+    ``selected`` flag (its fallbacks differ only for a trial with no selected epoch)."""
     if not records:
         return float("nan")
     chosen = [r for r in records if r.get("selected")]
