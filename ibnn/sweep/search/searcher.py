@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
+from ibnn.results.schema import ERROR, OK, PRUNED, RUNNING
 from ibnn.sweep.search.study import Space, make_sampler, open_storage
 from ibnn.sweep.trials.identity import SEARCH_NUMBER
 
@@ -144,18 +145,18 @@ class StudySearcher(Searcher):
             return
         number, internal = self.given[trial_id]
         result = result or {}
-        status = "error" if error else str(result.get("status", "running"))
+        status = ERROR if error else str(result.get("status", RUNNING))
         state, values = optuna.trial.TrialState.FAIL, None
-        if status == "ok" and _finite(result.get(self.metric)):
+        if status == OK and _finite(result.get(self.metric)):
             state, values = optuna.trial.TrialState.COMPLETE, float(result[self.metric])
-        elif status in ("running", "pruned"):  # stopped by the scheduler before its last epoch
+        elif status in (RUNNING, PRUNED):  # stopped by the scheduler before its last epoch
             state = optuna.trial.TrialState.PRUNED
         trial = optuna.Trial(self.study, internal)
         try:
             for key in ("trial_id", "epochs_done", "wall_s", "solver_iters", "seed"):
                 if key in result:
                     trial.set_user_attr(key, result[key])
-            trial.set_user_attr("status", "pruned" if status == "running" else status)
+            trial.set_user_attr("status", PRUNED if status == RUNNING else status)
         except optuna.exceptions.UpdateFinishedTrialError:
             return  # finished before Tune's snapshot was taken; that result stands
         self.study.tell(number, values, state=state, skip_if_finished=True)

@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ibnn.results.schema import OK, RUNNING
+
 __all__ = [
     "AUTO_PACK_CPU",
     "AUTO_PACK_GPU",
@@ -119,6 +121,6 @@ def pack_metrics(members: list[dict[str, Any]]) -> dict[str, Any]:
 def _pack_status(statuses: list[str]) -> str:
     """A pack's status for the console: "running" while a member runs, "ok" when every member
     ended ok, else the first other ending (the members' own rows say which)."""
-    if "running" in statuses:
-        return "running"
-    return next((s for s in statuses if s != "ok"), "ok")
+    if RUNNING in statuses:
+        return RUNNING
+    return next((s for s in statuses if s != OK), OK)

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 from ray import tune
 
+from ibnn.results.schema import OK
+
 __all__ = ["SweepProgress", "ray_logging_level"]
 
 _DONE = ("TERMINATED", "ERROR")
@@ -110,7 +112,7 @@ class SweepProgress(tune.Callback):
         running = states.count("RUNNING")
         pending = self.total - done - running
         failed = states.count("ERROR") + sum(
-            1 for t in trials if t.status == "TERMINATED" and self._final(t) not in ("ok", "")
+            1 for t in trials if t.status == "TERMINATED" and self._final(t) not in (OK, "")
         )
         elapsed = time.monotonic() - self.t0
         rate = self.epochs_seen / elapsed * 60 if elapsed > 0 else 0.0

@@ -72,9 +72,9 @@ class TrialWriter:
     def has(self, table: str) -> bool:
         return self.st.exists(self.settings.sweep, table, f"{self.tid}.parquet")
 
-    def trial_row(self, status: str, records: list[Mapping[str, Any]], error: str = "") -> None:
-        """Writes the trial's row of the ``trials`` table (``error``: why it failed, else the
-        last record's error or the writer's)."""
+    def trial_row(self, status: str, records: list[Mapping[str, Any]]) -> None:
+        """Writes the trial's row of the ``trials`` table (its error: the writer's, else the
+        last record's)."""
         last_error = str(records[-1].get("error") or "") if records else ""
         row = {
             "status": status,
@@ -82,7 +82,7 @@ class TrialWriter:
             "objective": objective(records),
             "config_json": json.dumps(self.cfg_dict, sort_keys=True),
             "updated": now(),
-            "error": error or self.error or last_error,
+            "error": self.error or last_error,
             **cost(records),
             "search_number": self.search_number,
         }
