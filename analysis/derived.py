@@ -359,7 +359,8 @@ def transfer_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.DataFrame:
     """The `top` arms per dataset by median validation accuracy at the selected epoch, next to
     their cost: median wall time per trial (`wall_s`, seconds) and median solver iterations per
-    epoch (`solver_iters`), over the arm's trials (seeds)."""
+    epoch (`solver_iters`), over the arm's trials (seeds). A ranking to read, not the
+    configuration `--from-search` takes (`ibnn.sweep.search.confirmation.confirmed_choice`)."""
     t = _models(trials)
     keys = present(t, ("dataset", "L", "C"))
     by = [*keys, "family", "arm"]

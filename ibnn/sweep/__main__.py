@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 from ibnn.results import TABLES, Storage
 from ibnn.results.storage import COMPACT_FILE, compact_table
-from ibnn.sweep.lease import Lease, LeaseError
-from ibnn.sweep.meta import SWEEP_JSON, FolderError, split_sweep_path
+from ibnn.results.sweep_record import SWEEP_JSON, read_record
+from ibnn.sweep.cluster.lease import Lease, LeaseError
+from ibnn.sweep.folder import FolderError, split_sweep_path
 
 __all__ = ["main"]
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root, sweep = split_sweep_path(args.dir)
         st = Storage(root)
-        if not st.exists(sweep, SWEEP_JSON):
+        if read_record(st, sweep) is None:
             raise FolderError(f"{args.dir}: no {SWEEP_JSON} there (not a sweep folder)")
         Lease(st, sweep).check()  # a driver still writing the sweep: refused, named
     except (FolderError, LeaseError) as err:

@@ -149,9 +149,9 @@ def _trial_epochs(cfg: dict, acc: float, status: str = "ok") -> list[dict]:
 
 def _meta(folder: Path, name: str, expected: int, finished: bool, experiment: str = "") -> None:
     meta = {
-        "name": name,
+        "sweep": name,
         "experiment": experiment or name,
-        "args": {"seeds": 10},
+        "args": ["--seeds", "10"],
         "started": "2025-01-01T00:00:00",
         "finished": "2025-01-01T01:00:00" if finished else None,
         "expected_trials": expected,

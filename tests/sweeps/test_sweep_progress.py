@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 
-import ibnn.sweep.progress as progress_mod
+import ibnn.sweep.trials.progress as progress_mod
 from ibnn.sweep import runner
-from ibnn.sweep.progress import SweepProgress, ray_logging_level
+from ibnn.sweep.trials.progress import SweepProgress, ray_logging_level
 from tests.sweeps.conftest import FAKE, REPO, load_script, python, ray_env
 
 # The driver's own lines: the start, status lines ("[0:00:10] ..."), the outcome.

@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.load import load_sweep
 from ibnn.results import Storage, read_table
 from ibnn.results.storage import COMPACT_FILE, compact_table
-from ibnn.sweep.lease import Lease
+from ibnn.sweep.cluster.lease import Lease
 from tests.sweeps.s3_server import s3_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

@@ -15,8 +15,9 @@ import io
 from typing import Any
 
 from ibnn.results import Storage
-from ibnn.sweep.cli import SweepArgs, parse_args
-from ibnn.sweep.meta import SWEEP_JSON, FolderError
+from ibnn.results.sweep_record import read_record
+from ibnn.sweep.command_line.args import SweepArgs, parse_args
+from ibnn.sweep.folder import FolderError
 from ibnn.sweep.spec import SweepSpec
 
 __all__ = ["APPLIED_ON_RESUME", "changed_flags", "check_resume_flags"]
@@ -55,11 +56,10 @@ def check_resume_flags(spec: SweepSpec, storage: Storage, sweep: str, args: Swee
         FolderError: any other flag differs (the message names each, with both values), or the
             recorded arguments no longer parse.
     """
-    if not args.resume or not storage.exists(sweep, SWEEP_JSON):
+    record = read_record(storage, sweep) if args.resume else None
+    if record is None or record.args is None:
         return []
-    recorded = storage.read_json(f"{sweep}/{SWEEP_JSON}").get("args")
-    if not isinstance(recorded, list):
-        return []
+    recorded = record.args
     where = storage.join_uri(sweep)
     err = io.StringIO()
     try:
