@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ibnn.results.errors import check_can_create
+
 __all__ = ["TRIAL_FILES", "OutputError", "check_output", "write_folder"]
 
 TRIAL_FILES = (
@@ -72,17 +74,10 @@ def check_output(out: Path, *, overwrite: bool = False) -> None:
 
 def _check_writable(out: Path) -> None:
     """The folder that will hold ``out``'s staging sibling accepts new entries."""
-    base = out.absolute().parent
-    while not base.exists():
-        base = base.parent
-    if not base.is_dir():
-        raise OutputError(f"--out {out}: {base} is not a folder, so {out} cannot be created")
-    probe = base / f".ibnn-probe.{os.getpid()}.{secrets.token_hex(4)}"
     try:
-        probe.mkdir()
-        probe.rmdir()
+        check_can_create(out)
     except OSError as err:
-        raise OutputError(f"--out {out}: cannot write in {base}: {err.strerror}") from err
+        raise OutputError(f"--out {out}: {err.strerror}") from err
 
 
 def write_folder(out: Path, writers: Mapping[str, Callable[[Path], None]]) -> None:

@@ -51,7 +51,7 @@ def test_a_regular_file_as_out_is_refused_before_training(tmp_path, capsys, no_t
     assert str(f) in err and "not a folder" in err
     below = f / "run"  # a regular file in the path
     err = refusal([*TOY.split(), "--out", str(below)], capsys)
-    assert str(below) in err and f"{f} is not a folder" in err
+    assert str(below) in err and f"{f} is a regular file" in err
     assert f.read_text() == "x\n"
 
 
@@ -65,7 +65,7 @@ def test_a_read_only_out_is_refused_within_seconds_without_training(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert str(ro / "run") in lines[0] and "cannot write in" in lines[0]
+    assert str(ro / "run") in lines[0] and f"cannot create entries in {ro}" in lines[0]
     assert "status" not in proc.stdout  # refused before training
     assert took < 60, took  # torch's import only (a loaded 2-core machine)
 
