@@ -5,6 +5,7 @@ plain pandas read holds every (trial_id, epoch) exactly once and every trial onc
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 
@@ -35,10 +36,12 @@ def test_interrupt_compact_resume_then_plain_pandas_reads_each_row_once(short_tm
             if first.poll() is None:
                 first.kill()
     console = (short_tmp / "first.log").read_text()  # Ctrl-C: our hint, not Ray's
-    assert "continue it with --resume" in console
+    outcome = re.search(r"interrupted: (\d+) ok, (\d+) failed of 8 trials; continue it", console)
+    assert outcome and "--resume" in console[outcome.end() :].splitlines()[0], console[-2000:]
     assert "Tuner.restore" not in console and "Failed to fetch metrics" not in console
-    status = [ln for ln in console.splitlines() if "trials done" in ln]
-    assert status and not status[-1].split("] ")[1].startswith("8/8"), status[-1]
+    ok, failed = map(int, outcome.groups())  # the status line counts no stopped trial as done
+    status = [ln.split("] ", 1)[1] for ln in console.splitlines() if "trials done" in ln]
+    assert status[-1].startswith(f"{ok + failed}/8 trials done ({failed} failed)"), status[-1]
     before = {p: p.read_bytes() for p in sorted((storage / "df" / "epochs").iterdir())}
     refused = subprocess.run(compact, cwd=REPO, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "has not finished (status 'interrupted')" in refused.stderr
