@@ -8,7 +8,7 @@ import logging
 import pickle
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -25,6 +25,7 @@ OURS = re.compile(r"^(Starting sweep '|\[\d+:\d\d:\d\d\] |Sweep '[^']+' finished
 class FakeTrial:
     name: str
     status: str
+    last_result: dict = field(default_factory=dict)  # what Tune restored on a resume
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +62,8 @@ def test_a_callback_pickled_by_an_older_version_still_prints_on_resume(monkeypat
     clock[0] += 9000.0  # resumed hours later
     restored = SweepProgress.__new__(SweepProgress)
     restored.__setstate__(pickle.loads(pickle.dumps(state)))
-    line = restored.status_line([FakeTrial("a", "TERMINATED"), FakeTrial("b", "PENDING")])
+    ended = FakeTrial("a", "TERMINATED", {"status": "ok"})  # finished before the interruption
+    line = restored.status_line([ended, FakeTrial("b", "PENDING")])
     assert line.startswith("1/2 trials done (0 failed) | 0 running | 1 pending")
     restored.stream = io.StringIO()
     restored._print("x")
@@ -156,7 +158,7 @@ def test_status_line_after_ctrl_c_counts_no_stopped_trial_as_done_or_failed():
     """At Ctrl-C Tune marks its running trials TERMINATED without completing them: they are
     neither done nor failed (they wait to be resumed). A trial a search's scheduler stopped
     (completed by Tune, its last status still "running") is done, and not failed."""
-    prog = SweepProgress(total=4, verbose=False)
+    prog = SweepProgress(total=6, verbose=False)
     trials = [FakeTrial(name, "RUNNING") for name in "abcd"]
     for t in trials:
         prog.on_trial_result(
@@ -165,4 +167,5 @@ def test_status_line_after_ctrl_c_counts_no_stopped_trial_as_done_or_failed():
     prog.on_trial_complete(0, trials, trials[0])  # pruned by the scheduler
     for t in trials:
         t.status = "TERMINATED"  # the pruned one, and the three stopped at Ctrl-C
-    assert prog.status_line(trials).startswith("1/4 trials done (0 failed) | 0 running | 3 pending")
+    trials += [FakeTrial("e", "TERMINATED"), FakeTrial("f", "TERMINATED")]  # never started
+    assert prog.status_line(trials).startswith("1/6 trials done (0 failed) | 0 running | 5 pending")
