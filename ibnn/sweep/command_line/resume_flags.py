@@ -71,7 +71,8 @@ def check_resume_flags(spec: SweepSpec, storage: Storage, sweep: str, args: Swee
 
     Returns:
         Lines saying which changed flags apply (only ``APPLIED_ON_RESUME`` ones); [] when
-        nothing changed, when this is not a resume, or when there is no ``sweep.json`` yet.
+        nothing changed, when this is not a resume, when there is no ``sweep.json`` yet, or
+        when the folder holds another experiment's sweep (``check_folder`` refuses that).
 
     Raises:
         FolderError: any other flag differs (the message names each, with both values), or the
