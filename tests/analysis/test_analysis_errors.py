@@ -51,3 +51,13 @@ def test_an_out_on_a_read_only_folder(tmp_path):
     line = one_line(proc.stderr)
     assert line.startswith(f"python -m analysis: error: --out {out}: cannot create entries in {ro}")
     assert "warning" not in proc.stderr  # refused before reading the storage
+
+
+def test_a_markdown_file_below_a_regular_file(tmp_path, capsys):
+    f = tmp_path / "f"
+    f.write_text("x\n")
+    args = [str(tmp_path / "no-such-storage"), "--out", str(tmp_path / "d.html")]
+    assert main([*args, "--markdown", str(f / "claims.md")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"python -m analysis: error: --markdown {f}/claims.md: {f} is a")
+    assert not (tmp_path / "d.html").exists()
