@@ -134,6 +134,8 @@ _OWN_FLAGS = {
     "data_root": "--data-root",
     "download": "--download",
 }
+# TrialConfig fields every sweep varies, and the flags that set their values.
+_VARIED_BY = {"family": "--families", "seed": "--seeds / --ibnn-seeds"}
 
 
 def _check_keys(
@@ -141,7 +143,7 @@ def _check_keys(
 ) -> None:
     """--set and --axis name TrialConfig fields that this sweep does not vary otherwise."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    varied = {"family", "seed"} | set(axes)
+    varied = set(_VARIED_BY) | set(axes)
     if spec.kind == "search" or spec.chosen_neuron:
         varied |= set(NEURON_KEYS)
     how = "--space" if spec.kind == "search" else "--lam/--p/--w-extent/--lam-trainable"
@@ -155,10 +157,10 @@ def _check_keys(
             if key in _OWN_FLAGS and (flag == "--set" or key == "dataset"):
                 raise PlanError(f"{flag} {key}: use {_OWN_FLAGS[key]} instead")
             if flag == "--set" and key in varied:
-                hint = how if key in NEURON_KEYS else "--axis" if key in axes else "its own flag"
+                hint = how if key in NEURON_KEYS else "--axis" if key in axes else _VARIED_BY[key]
                 raise PlanError(f"--set {key}: this sweep varies {key!r}; use {hint} instead")
-            if flag == "--axis" and key in ("family", "seed"):
-                raise PlanError(f"--axis {key}: use --families / --seeds instead")
+            if flag == "--axis" and key in _VARIED_BY:
+                raise PlanError(f"--axis {key}: use {_VARIED_BY[key]} instead")
 
 
 def _study_storage(spec: SweepSpec, args: SweepArgs) -> str:

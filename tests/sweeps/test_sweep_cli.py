@@ -313,7 +313,9 @@ def test_set_and_axis_override_the_plan():
         ("expressivity", ["--set", "C=2"], "this sweep varies 'C'; use --axis instead"),
         ("expressivity", ["--axis", "C=1,1"], "--axis C lists a value twice"),
         ("expressivity", ["--axis", "C=two"], "TrialConfig.C='two' is invalid"),
-        ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --families / --seeds"),
+        ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --seeds / --ibnn-seeds"),
+        ("expressivity", ["--set", "seed=1"], "varies 'seed'; use --seeds / --ibnn-seeds"),
+        ("expressivity", ["--set", "family=ibnn"], "varies 'family'; use --families instead"),
         ("expressivity", ["--set", "dataset=svhn"], "--set dataset: use --dataset instead"),
         ("expressivity", ["--set", "epochs=2"], "--set epochs: use --epochs instead"),
         ("expressivity", ["--axis", "dataset=svhn"], "--axis dataset: use --dataset instead"),
@@ -344,3 +346,23 @@ def test_space_pins_a_search_parameter(tmp_path):
 def test_every_experiment_of_the_vocabulary_has_its_script_and_no_other():
     names = {p.stem for p in (REPO / "sweeps").glob("*.py")}
     assert names == set(SCRIPTS)
+
+
+def test_resume_names_a_changed_set_as_typed_and_another_experiments_folder(
+    capsys, no_ray, tmp_path
+):
+    storage = ["--storage", str(tmp_path)]
+    folder = tmp_path / "expressivity_fmnist"
+    folder.mkdir()
+    started = ["--smoke", *storage, "--trial-module", FAKE]
+    (folder / "sweep.json").write_text(json.dumps({"experiment": "expressivity", "args": started}))
+    code, err = run_main(
+        "expressivity", ["--smoke", *storage, "--resume", "--set", "lr_peak=0.02"], capsys
+    )
+    assert (
+        code == 2 and "these changed flags would be ignored: --set (none -> lr_peak=0.02)." in err
+    )
+    into = ["--smoke", *storage, "--name", "expressivity_fmnist", "--resume"]
+    code, err = run_main("memorization", into, capsys)
+    assert code == 2 and "--name (" not in err  # not a flag change: another experiment
+    assert f"{folder} holds another sweep's results (experiment 'expressivity'" in err

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from ibnn.results import Storage, read_table
+from ibnn.results.errors import STORAGE_ERRORS, report
 from ibnn.results.sweep_record import SweepRecord, write_record
 from ibnn.sweep.cluster.lease import Lease, LeaseError, took_over
 from ibnn.sweep.cluster.preflight import driver_versions, resolve_ray_address
@@ -69,6 +70,8 @@ def main(spec: SweepSpec, argv: Sequence[str] | None = None) -> int:
     except (PlanError, FolderError, LeaseError) as err:
         print(f"sweeps/{spec.name}.py: error: {err}", file=sys.stderr)
         return 2
+    except STORAGE_ERRORS as err:  # unknown scheme, unreachable store, read-only, not a folder
+        return report(f"sweeps/{spec.name}.py", f"--storage {args.storage}", err, args.verbose)
     for line in applied + took_over(lease):
         print(line, flush=True)
     lease.start_heartbeat()

@@ -19,31 +19,40 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from ibnn.results.schema import OK
+from ibnn.results.schema import FAILED_STATUSES, TERMINAL_STATUSES
 
 __all__ = ["SweepProgress", "ray_logging_level"]
 
-_DONE = ("TERMINATED", "ERROR")
-# Ray >= 2.59 turns on token authentication for every new local cluster and says so as a
-# warning; on a normal run's console that is a notice, not a problem.
-_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
-_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+# Ray's warnings that are notices on our console, dropped without --verbose: (logger, start).
+_NOTICES = (
+    # Ray >= 2.59 turns on token authentication for every new local cluster and says so
+    (
+        "ray._private.authentication.authentication_token_setup",
+        "Token authentication is enabled for this Ray cluster",
+    ),
+    # at Ctrl-C: Tune's "Resume experiment with: Tuner.restore(...)" beside our --resume hint
+    ("ray.tune.tune", "Experiment has been interrupted"),
+    # at Ctrl-C: trials stopped before Tune wrote their result files; the trials table says it
+    ("ray.tune.analysis.experiment_analysis", "Failed to fetch metrics"),
+)
 
 
-def _not_token_notice(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(_TOKEN_NOTICE)
+def _not_a_notice(record: logging.LogRecord) -> bool:
+    return not any(record.getMessage().startswith(start) for _, start in _NOTICES)
 
 
 def ray_logging_level(verbose: bool) -> int:
     """The level of the "ray" logger for ``ray.init(logging_level=...)``: INFO with --verbose,
     else WARNING, which drops Ray's start-up lines and Tune's bookkeeping ("Started a local Ray
     instance", "Wrote the latest version of all result files ..."); without --verbose the
-    token-authentication notice of a new local cluster is dropped too."""
-    if verbose:
-        logging.getLogger(_TOKEN_LOGGER).removeFilter(_not_token_notice)
-        return logging.INFO
-    logging.getLogger(_TOKEN_LOGGER).addFilter(_not_token_notice)
-    return logging.WARNING
+    warnings of ``_NOTICES`` are dropped too (the token-authentication notice of a new local
+    cluster; at Ctrl-C, Tune's ``Tuner.restore(...)`` hint and "Failed to fetch metrics")."""
+    for name in {name for name, _ in _NOTICES}:
+        logger = logging.getLogger(name)
+        logger.removeFilter(_not_a_notice)
+        if not verbose:
+            logger.addFilter(_not_a_notice)
+    return logging.INFO if verbose else logging.WARNING
 
 
 class SweepProgress(tune.Callback):
@@ -56,6 +65,7 @@ class SweepProgress(tune.Callback):
     """
 
     unit = "trials"  # the default for callbacks pickled by older versions (a resumed sweep)
+    completed: frozenset[str] | set[str] = frozenset()  # trials Tune completed (same reason)
 
     def __init__(
         self,
@@ -94,8 +104,20 @@ class SweepProgress(tune.Callback):
 
     def _done(self, trials: Sequence[Any], ending: Any = None) -> str:
         """``k/n trials done``, counting ``ending`` (a trial being completed right now) as done."""
-        n = sum(1 for t in trials if t.status in _DONE or t is ending)
+        n = sum(1 for t in trials if self._ended(t) or t is ending)
         return f"{n}/{self.total} {self.unit} done"
+
+    def _ended(self, trial: Any) -> bool:
+        """Whether a trial has ended: an error, or terminated by Tune's completion (its schedule,
+        or a search's scheduler) or with a final status. Not a trial Tune stopped at Ctrl-C:
+        Tune marks those TERMINATED too (started or not), without ``on_trial_complete``, their
+        last status "running" or none. A trial that ended in an earlier run of a resumed sweep
+        has its final status in the ``last_result`` Tune restored."""
+        if trial.status == "ERROR":
+            return True
+        return trial.status == "TERMINATED" and (
+            str(trial) in self.completed or self._final(trial) in TERMINAL_STATUSES
+        )
 
     def _label(self, trial: Any) -> str:
         cfg = dict(trial.config)
@@ -108,18 +130,18 @@ class SweepProgress(tune.Callback):
     def status_line(self, trials: Sequence[Any]) -> str:
         """``done / running / pending / failed``, throughput and time left, in one line."""
         states = [t.status for t in trials]
-        done = sum(s in _DONE for s in states)
+        done = sum(self._ended(t) for t in trials)
         running = states.count("RUNNING")
-        pending = self.total - done - running
+        pending = self.total - done - running  # trials stopped at Ctrl-C wait to be resumed
         failed = states.count("ERROR") + sum(
-            1 for t in trials if t.status == "TERMINATED" and self._final(t) not in (OK, "")
+            1 for t in trials if t.status == "TERMINATED" and self._final(t) in FAILED_STATUSES
         )
         elapsed = time.monotonic() - self.t0
         rate = self.epochs_seen / elapsed * 60 if elapsed > 0 else 0.0
         per_trial = max((n for _, n, _ in self.progress.values()), default=0)  # epochs
         left = (self.total - len(trials)) * per_trial  # trials a searcher has not created yet
         for t in trials:
-            if t.status not in _DONE:
+            if not self._ended(t):
                 k, n, _ = self.progress.get(str(t), (0, per_trial, ""))
                 left += max(n - k, 0)
         eta = _clock(left / rate * 60) if rate > 0 and per_trial else "?"
@@ -129,7 +151,10 @@ class SweepProgress(tune.Callback):
         )
 
     def _final(self, trial: Any) -> str:
-        return self.progress.get(str(trial), (0, 0, ""))[2]
+        """The trial's last reported status: this run's, else the result Tune restored."""
+        if str(trial) in self.progress:
+            return self.progress[str(trial)][2]
+        return str((getattr(trial, "last_result", None) or {}).get("status", ""))
 
     def _maybe_status(self, trials: Sequence[Any], force: bool = False) -> None:
         now = time.monotonic()
@@ -162,6 +187,7 @@ class SweepProgress(tune.Callback):
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info):
+        self.completed = {*self.completed, str(trial)}
         if self.verbose:
             self._print(f"{self._done(trials, trial)} | {trial} finished")
 
