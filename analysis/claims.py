@@ -23,6 +23,7 @@ __all__ = [
     "rule_text",
     "condition_label",
     "claims_table",
+    "Sensitivity",
 ]
 
 TOO_FEW = "inconclusive (too few seeds)"
@@ -178,6 +179,15 @@ def _details(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> str:
     return "; ".join(out)
 
 
+@dataclass(frozen=True, eq=False)
+class Sensitivity:
+    """What the claims' sensitivity columns are computed from (`report.compute_report`)."""
+
+    counted: dict[str, pd.DataFrame]  # comparison frames with failed trials at chance accuracy
+    without_chance: dict[str, pd.DataFrame]  # comparison frames without trials ended at chance
+    chance: pd.DataFrame  # usable trials that ended at chance (`failures.at_chance`), with kind
+
+
 _COLUMNS = [
     "claim",
     "kind",
@@ -189,6 +199,9 @@ _COLUMNS = [
     "hi",
     "unit",
     "n",
+    "n_sm",
+    "n_ibnn",
+    "n_shared",
     "verdict",
     "method",
     "coverage",
@@ -201,6 +214,10 @@ _COLUMNS = [
     "n_failed",
     "verdict_failed",
     "sensitivity",
+    "n_chance_sm",
+    "n_chance_ibnn",
+    "verdict_nochance",
+    "chance_sensitivity",
     "mde",
     "seeds_needed",
     "rule",
@@ -216,7 +233,7 @@ def claims_table(
     frames: dict[str, pd.DataFrame],
     kinds_present: set[str],
     level: float,
-    counted: dict[str, pd.DataFrame] | None = None,
+    sensitivity: Sensitivity | None = None,
     bootstrap_min_seeds: int = BootstrapSpec.bootstrap_min_seeds,
 ) -> pd.DataFrame:
     """One row per claim and comparison (condition x IBNN arm), effects in displayed units.
@@ -227,21 +244,24 @@ def claims_table(
             condition keys (`compare.compare_arms`).
         kinds_present: sweep kinds found in the storage.
         level: confidence level of the intervals.
-        counted: the same frames with failed trials at chance accuracy
-            (`report.failures_counted`); None: no sensitivity columns.
+        sensitivity: the same frames with failed trials at chance accuracy and without the
+            trials that ended at chance, and those trials; None: no sensitivity columns.
         bootstrap_min_seeds: fewest seeds per arm for a bootstrap interval (for power).
 
     Returns:
         Frame with columns claim, kind, figure, condition, comparison, effect, lo, hi (displayed
-        units), unit, n, verdict, method, coverage, p (two-sided, of the rule's null value),
-        p_holm (Holm-adjusted over every row with a p-value), verdict_holm, effect_failed,
-        lo_failed, hi_failed, n_failed (failed trials counted at chance), verdict_failed,
-        sensitivity (a sentence when the verdict changes), mde (minimal detectable effect at
-        POWER, displayed units; inf when no interval is possible), seeds_needed (seeds per arm
-        to detect TARGET_UNITS), rule, measure, details; a claim without evidence gets one
-        "no data" row saying why.
+        units), unit, n (in words), n_sm, n_ibnn, n_shared, verdict, method, coverage, p
+        (two-sided, of the rule's null value), p_holm (Holm-adjusted over every row with a
+        p-value), verdict_holm, effect_failed, lo_failed, hi_failed, n_failed (failed trials
+        counted at chance), verdict_failed, sensitivity (a sentence when the verdict changes),
+        n_chance_sm, n_chance_ibnn (trials that ended at chance, per arm; they stay in the
+        statistic), verdict_nochance (without them; "" when there are none), chance_sensitivity
+        (a sentence when that verdict differs), mde (minimal detectable effect at POWER,
+        displayed units; inf when no interval is possible), seeds_needed (seeds per arm to
+        detect TARGET_UNITS), rule, measure, details; a claim without evidence gets one "no
+        data" row saying why.
     """
-    counted = counted or {}
+    sens = sensitivity or Sensitivity({}, {}, pd.DataFrame())
     rows = []
     for c in CLAIMS:
         base = {
@@ -262,30 +282,49 @@ def claims_table(
                 if c.kind not in kinds_present
                 else "no condition with both an SM and an IBNN arm"
             )
-            rows.append({**base, "verdict": "no data", "details": why, "n": "0"})
+            rows.append(
+                {**base, "verdict": "no data", "details": why, "n": "0", "n_sm": 0, "n_ibnn": 0}
+            )
             continue
         keys = [*present(sel, CONDITION_KEYS), "arm"]
         keys += [k for k in ("attack", "lam") if k in sel.columns and k not in keys]
         for _, r in sel.iterrows():
-            v = verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin)
-            shown = {
-                "condition": condition_label(r),
-                "comparison": f"{r['arm']} vs SM",
-                "effect": r["value"] * c.scale,
-                "lo": r["lo"] * c.scale,
-                "hi": r["hi"] * c.scale,
-                "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
-                "verdict": v,
-                "method": r["method"],
-                "coverage": r["coverage"],
-                "p": r["p"],
-                "details": _details(frame, r, keys),
-                **_power(r, c, level, bootstrap_min_seeds),
-                **_failures(counted.get(c.source), r, [*keys, "statistic"], c, v),
-            }
-            rows.append({**base, **shown})
+            row = _comparison_row(c, r, frame, keys, sens, (level, bootstrap_min_seeds))
+            rows.append({**base, **row})
     out = pd.DataFrame(rows, columns=_COLUMNS)
     return _with_holm(out, level)
+
+
+def _comparison_row(
+    c: ClaimSpec,
+    r: pd.Series,
+    frame: pd.DataFrame,
+    keys: list[str],
+    sens: Sensitivity,
+    settings: tuple[float, int],
+) -> dict:
+    """The displayed columns of one comparison row (settings: level, bootstrap minimum)."""
+    level, bootstrap_min = settings
+    v = verdict(r["lo"], r["hi"], r["n_sm"], r["n_ibnn"], c.margin)
+    return {
+        "condition": condition_label(r),
+        "comparison": f"{r['arm']} vs SM",
+        "effect": r["value"] * c.scale,
+        "lo": r["lo"] * c.scale,
+        "hi": r["hi"] * c.scale,
+        "n": f"SM {r['n_sm']}, IBNN {r['n_ibnn']} ({r['n_shared']} paired)",
+        "n_sm": int(r["n_sm"]),
+        "n_ibnn": int(r["n_ibnn"]),
+        "n_shared": int(r["n_shared"]),
+        "verdict": v,
+        "method": r["method"],
+        "coverage": r["coverage"],
+        "p": r["p"],
+        "details": _details(frame, r, keys),
+        **_power(r, c, level, bootstrap_min),
+        **_failures(sens.counted.get(c.source), r, [*keys, "statistic"], c, v),
+        **_chance(sens, r, keys, c, v),
+    }
 
 
 def _power(r: pd.Series, c: ClaimSpec, level: float, bootstrap_min: int) -> dict:
@@ -323,6 +362,39 @@ def _failures(
         "verdict_failed": vf,
         "sensitivity": note,
     }
+
+
+def _matching(frame: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
+    """Rows of `frame` equal to `row` on the keys `frame` has (NaN equal to NaN)."""
+    out = frame
+    for k in keys:
+        if k in out.columns and k in row:
+            out = out[(out[k] == row[k]) | (out[k].isna() & pd.isna(row[k]))]
+    return out
+
+
+def _chance(sens: Sensitivity, r: pd.Series, keys: list[str], c: ClaimSpec, v: str) -> dict:
+    """Trials of this comparison that ended at chance, per arm, and the verdict without them."""
+    out = {"n_chance_sm": 0, "n_chance_ibnn": 0, "verdict_nochance": "", "chance_sensitivity": ""}
+    ch = sens.chance
+    if ch.empty or "kind" not in ch.columns:
+        return out
+    ch = _matching(ch[ch["kind"] == c.kind], r, [k for k in keys if k != "arm"])
+    n_sm = int((ch["family"] == "sm").sum()) if not ch.empty else 0
+    n_ib = int((ch["arm"] == r["arm"]).sum()) if not ch.empty else 0
+    out.update(n_chance_sm=n_sm, n_chance_ibnn=n_ib)
+    frame = sens.without_chance.get(c.source)
+    if n_sm + n_ib == 0 or frame is None or frame.empty:
+        return out
+    same = _same(frame, r, [*keys, "statistic"])
+    if same.empty:
+        return {**out, "verdict_nochance": TOO_FEW}
+    f = same.iloc[0]
+    vn = verdict(f["lo"], f["hi"], f["n_sm"], f["n_ibnn"], c.margin)
+    note = (
+        f"verdict changes to “{vn}” without the {n_sm + n_ib} trials at chance" if vn != v else ""
+    )
+    return {**out, "verdict_nochance": vn, "chance_sensitivity": note}
 
 
 def _with_holm(table: pd.DataFrame, level: float) -> pd.DataFrame:

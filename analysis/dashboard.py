@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import math
 from pathlib import Path
 
 import pandas as pd
 import plotly.io as pio
 import plotly.offline as po
 
-from analysis.claims import TARGET_UNITS
+from analysis.claims import CLAIMS, TARGET_UNITS, rule_text
+from analysis.claims_view import NONE, VERDICT_CLASS, ClaimCells, claim_cells
+from analysis.failures import CHANCE_MARGIN
 from analysis.figures import FIGURES, FigureSpec
 from analysis.multiplicity import family_wise_text
 from analysis.power import POWER
@@ -48,13 +49,30 @@ window.__jsErrors = [];
 """
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1400px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1rem auto; padding: 0 1rem; max-width: 1400px;
+       color: #222; box-sizing: border-box; }
+h1 { font-size: 1.5rem; margin: 0 0 0.25rem; } h2 { margin: 1.25rem 0 0.5rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.85rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td.num { text-align: right; white-space: nowrap; }
-.supported { background: #d9f2d9; } .not-supported { background: #f8d7d7; }
-.inconclusive { background: #fff3cd; } .no-data { background: #eee; color: #666; }
+#claims { width: 100%; line-height: 1.25; }
+#claims th { font-size: 0.8rem; font-weight: 600; }
+#claims td { white-space: nowrap; }
+#claims td.claim { white-space: normal; width: 100%; }
+#claims summary { cursor: pointer; }
+#claims summary b { font-weight: 600; }
+#claims .cond, #claims .sub { display: block; font-size: 0.75rem; color: #555; }
+#claims .cond { margin-left: 1rem; }
+#claims dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 0.75rem;
+             margin: 0.4rem 0 0.2rem 1rem; font-size: 0.8rem; white-space: normal; }
+#claims dt { font-weight: 600; color: #444; } #claims dd { margin: 0; }
+.badge { display: inline-block; padding: 0.05rem 0.45rem; border-radius: 0.7rem;
+         font-weight: 600; font-size: 0.8rem; }
+.supported { background: #d9f2d9; color: #1d5e1d; }
+.not-supported { background: #f8d7d7; color: #8a1f1f; }
+.inconclusive { background: #fff3cd; color: #6b5200; } .no-data { background: #eee; color: #666; }
+.partial { font-size: 0.7rem; color: #8a4b00; }
 .flag { color: #a00; font-weight: bold; }
 .small { font-size: 0.75rem; color: #555; }
 .missing { color: #8a4b00; } .warn { color: #a00; }
@@ -67,92 +85,73 @@ def _e(x: object) -> str:
     return html.escape(str(x))
 
 
-def _num(x: float, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if math.isinf(x):
-        return "never" if x > 0 else "−∞ (never reached)"
-    return f"{x:+.{digits}f}"
+def _badge(verdict: str) -> str:
+    cls = VERDICT_CLASS.get(verdict, "inconclusive")
+    return f"<span class='badge {cls}'>{_e(verdict)}</span>"
 
 
-def _verdict_class(v: str) -> str:
-    return {"supported": "supported", "not supported": "not-supported", "no data": "no-data"}.get(
-        v, "inconclusive"
+def _sub(text: str) -> str:
+    """Small second line of a cell; nothing for an empty value."""
+    return "" if text == NONE else f"<span class='sub'>{_e(text)}</span>"
+
+
+def _claim_row(c: ClaimCells, partial: list[str]) -> str:
+    """One claim: a short row; its method, rule, power and sensitivities open on a click."""
+    flag = (
+        f" <span class='partial' title='{_e('; '.join(partial))}'>partial data</span>"
+        if partial
+        else ""
     )
-
-
-def _p(x: float) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{x:.3f}"
-
-
-def _ci(lo: float, hi: float) -> str:
-    if math.isnan(lo) or math.isnan(hi):
-        return "none (too few seeds)"
-    return f"[{_num(lo)}, {_num(hi)}]"
+    details = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in c.details)
+    return (
+        "<tr>"
+        f"<td class='claim'><details><summary><b>{_e(c.claim)}</b>"
+        f"<span class='cond'>{_e(c.condition)}</span></summary><dl>{details}</dl></details></td>"
+        f"<td>{_e(c.figure)}</td><td>{_badge(c.verdict)}{flag}</td>"
+        f"<td class='num'>{_e(c.effect)}{_sub(c.interval)}</td>"
+        f"<td class='seeds'>{_e(c.seeds)}</td>"
+        f"<td>{_badge(c.verdict_holm)}{_sub(f'p {c.p}' if c.p != NONE else NONE)}</td>"
+        "</tr>"
+    )
 
 
 def _claims_html(claims: pd.DataFrame, level: float, status: pd.DataFrame) -> str:
     lvl = f"{100 * level:g}%"
     head = (
-        "<tr><th>Claim</th><th>Paper</th><th>Condition</th><th>Comparison</th>"
-        f"<th>Effect</th><th>{lvl} CI</th><th>n (seeds)</th><th>Verdict</th>"
-        "<th>p · Holm-adjusted p · verdict after Holm</th>"
-        "<th>With failed trials at chance accuracy: effect, CI, verdict</th>"
-        f"<th>Power: smallest effect detectable ({100 * POWER:g}% power) · seeds per arm for "
-        f"{TARGET_UNITS:g} unit</th><th>Method (exact coverage)</th>"
-        "<th>Measured as</th><th>Rule</th></tr>"
+        "<thead><tr><th>Claim (click for method, rule, power, sensitivity)</th><th>Figure</th>"
+        f"<th>Verdict</th><th>Effect ({lvl} interval)</th><th>Seeds per arm</th>"
+        "<th>After Holm (p → adjusted p)</th></tr></thead>"
     )
-    rows = []
-    for _, r in claims.iterrows():
-        v = r["verdict"]
-        has = v != "no data"
-        unit = f" {_e(r['unit'])}"
-        effect = _num(r["effect"]) if has else "—"
-        if has and math.isfinite(r["effect"]):
-            effect += unit
-        ci = _ci(r["lo"], r["hi"]) if has else "—"
-        detail = f"<br><span class='small'>{_e(r['details'])}</span>" if r["details"] else ""
-        partial = partial_notes(status, r["kind"]) if has else []
-        flag = (
-            f"<br><span class='small missing' title='{_e('; '.join(partial))}'>partial data</span>"
-            if partial
-            else ""
-        )
-        if has:
-            holm = f"{_p(r['p'])} · {_p(r['p_holm'])} · {_e(r['verdict_holm'])}"
-            if r["n_failed"]:
-                fail = (
-                    f"{_num(r['effect_failed'])}{unit} {_ci(r['lo_failed'], r['hi_failed'])}, "
-                    f"{_e(r['verdict_failed'])} ({int(r['n_failed'])} failed trials counted)"
-                )
-            else:
-                fail = "no failed trials"
-            if r["sensitivity"]:
-                fail += f"<br><span class='flag'>{_e(r['sensitivity'])}</span>"
-            mde = "none (too few seeds)" if math.isinf(r["mde"]) else f"{r['mde']:.3g}{unit}"
-            need = "n/a" if math.isnan(r["seeds_needed"]) else f"{int(r['seeds_needed'])}"
-            power = f"{mde} · {need}"
-            cov = "" if math.isnan(r["coverage"]) else f" ({100 * r['coverage']:.1f}%)"
-            method = f"{_e(r['method'])}{cov}"
-        else:
-            holm = fail = power = method = "—"
-        rows.append(
-            f"<tr><td>{_e(r['claim'])}</td><td>{_e(r['figure'])}</td>"
-            f"<td>{_e(r['condition']) if has else ''}</td>"
-            f"<td>{_e(r['comparison']) if has else ''}{detail}</td>"
-            f"<td class='num'>{effect}</td><td class='num'>{ci}</td><td>{_e(r['n'])}</td>"
-            f"<td class='{_verdict_class(v)}'><b>{_e(v)}</b>{flag}</td>"
-            f"<td class='small'>{holm}</td><td class='small'>{fail}</td>"
-            f"<td class='small'>{power}</td><td class='small'>{method}</td>"
-            f"<td class='small'>{_e(r['measure'])}</td><td class='small'>{_e(r['rule'])}</td></tr>"
-        )
-    return f"<table id='claims'>{head}{''.join(rows)}</table>"
+    rows = [
+        _claim_row(c, partial_notes(status, c.kind) if c.verdict != "no data" else [])
+        for c in claim_cells(claims)
+    ]
+    return f"<table id='claims'>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
-def _claims_notes(claims: pd.DataFrame, level: float) -> str:
-    """Family-wise error, power and failure-sensitivity notes under the claims table."""
+def _rules_html(level: float) -> str:
+    """Each distinct verdict rule once, with the claims it applies to."""
+    by_rule: dict[str, list[str]] = {}
+    for c in CLAIMS:
+        by_rule.setdefault(rule_text(c, level), []).append(c.name)
+    items = "".join(
+        f"<li>{_e(rule[0].upper() + rule[1:])} ({_e(', '.join(names))}).</li>"
+        for rule, names in by_rule.items()
+    )
+    return f"<ul class='small' id='rules'>{items}</ul>"
+
+
+def _claims_notes(report: Report) -> str:
+    """Once, below the claims table: rules, statistics, family-wise error, power, failures."""
+    claims, level = report.claims, report.spec.level
     m = int(claims["p_holm"].notna().sum()) if "p_holm" in claims else 0
     return (
+        "<div id='claims-notes'><h3>How to read the claims</h3>"
+        "<p class='small'>Effect: positive favours IBNN, in the unit shown; the interval is the "
+        f"{100 * level:g}% confidence interval. Verdict rules:</p>{_rules_html(level)}"
+        f"<p class='small' id='methods'>Statistics: {_e(report.spec.describe())} Each trial's "
+        "accuracy is taken at its selected epoch (validation-based model selection); running "
+        "trials count with their numbers so far.</p>"
         f"<p class='small' id='family-wise'>{_e(family_wise_text(m, level))}</p>"
         "<p class='small' id='power-note'>Power: the smallest effect detectable with "
         f"{100 * POWER:g}% power by a two-sided test at {100 * (1 - level):g}%, by the normal "
@@ -162,9 +161,14 @@ def _claims_notes(claims: pd.DataFrame, level: float) -> str:
         "assume the SD stays as estimated. “none (too few seeds)”: no interval, so no "
         "verdict, is possible at these seed counts.</p>"
         "<p class='small' id='failures-note'>Failed trials (failed, diverged, solver_failed) "
-        "are left out of every statistic; the sensitivity column recomputes each effect with "
-        "them counted at chance accuracy (1/number of classes: 10% for fmnist, svhn, cifar10; "
-        "50% for toy2d) and flags a verdict that changes.</p>"
+        "are left out of every statistic; each claim's details recompute the effect with them "
+        "counted at chance accuracy (1/number of classes: 10% for fmnist, svhn, cifar10; 50% "
+        "for toy2d) and say whether the verdict changes. Trials that finished at chance "
+        f"accuracy (within {100 * CHANCE_MARGIN:g} pp of it) are results and stay in; the "
+        "details count them per arm and say whether the verdict changes without them; the "
+        "figures mark them.</p>"
+        "<p class='small'>“partial data”: a sweep behind the claim is still running, misses "
+        "trials, had failed trials or unreadable files (see Sweeps).</p></div>"
     )
 
 
@@ -237,16 +241,11 @@ def render_dashboard(report: Report, storage: str) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>Implicit-bias neurons (IBNN) vs the standard model (SM)</h1>",
         "<pre id='js-errors' hidden>[]</pre>",
-        f"<p class='small'>Results read from <code>{_e(storage)}</code> at {when}. "
-        f"<span id='methods'>Statistics: {_e(report.spec.describe())}</span> Each trial's "
-        "accuracy is taken at its selected epoch (validation-based model selection); failed "
-        "trials are left out (see the sensitivity column); running trials count with their "
-        "numbers so far.</p>",
+        f"<p class='small'>Results read from <code>{_e(storage)}</code> at {when}; methods and "
+        "rules below the table.</p>",
         "<h2>Claims of the paper</h2>",
         _claims_html(report.claims, report.spec.level, report.status),
-        _claims_notes(report.claims, report.spec.level),
-        "<p class='small'>“partial data”: a sweep behind the claim is still running, misses "
-        "trials, had failed trials or unreadable files (see Sweeps).</p>",
+        _claims_notes(report),
         "<h2>Sweeps</h2>",
         _status_html(report.status) if not report.status.empty else "<p>No sweeps found.</p>",
     ]

@@ -359,7 +359,8 @@ def transfer_effects(evals: pd.DataFrame, spec: BootstrapSpec) -> pd.DataFrame:
 def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.DataFrame:
     """The `top` arms per dataset by median validation accuracy at the selected epoch, next to
     their cost: median wall time per trial (`wall_s`, seconds) and median solver iterations per
-    epoch (`solver_iters`), over the arm's trials (seeds)."""
+    epoch (`solver_iters`), over the arm's trials (seeds). A ranking to read, not the
+    configuration `--from-search` takes (`ibnn.sweep.search.confirmation.confirmed_choice`)."""
     t = _models(trials)
     keys = present(t, ("dataset", "L", "C"))
     by = [*keys, "family", "arm"]
@@ -374,3 +375,10 @@ def search_best(trials: pd.DataFrame, spec: BootstrapSpec, top: int = 5) -> pd.D
     if "dataset" not in s.columns:
         return s.head(top).reset_index(drop=True)
     return s.groupby("dataset", sort=True).head(top).reset_index(drop=True)
+
+
+# Public names of the row selections above, for the per-seed frames (`analysis.seeds`).
+model_rows = _models
+epoch_rows = _epoch_rows
+transfer_rows = _transfer_rows
+__all__ += ["model_rows", "epoch_rows", "transfer_rows"]

@@ -7,6 +7,11 @@ trial instead scored chance accuracy (1 / number of classes) wherever it has, or
 accuracy: at every epoch it wrote, at its selected epoch, and on every evaluation its arm ran.
 A failed trial without any epoch row (its configuration is unknown) cannot be placed and stays
 out.
+
+Trials that ended at chance accuracy are different: they finished, so they are results and stay
+in every statistic. `at_chance` marks them (test and validation accuracy at the selected epoch
+both within CHANCE_MARGIN of chance), so that the figures can show them and the claims can say
+whether a verdict depends on them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from ibnn.vocab import NUM_CLASSES
 
 __all__ = [
     "CHANCE_ACCURACY",
+    "CHANCE_MARGIN",
+    "at_chance",
+    "chance_trials",
     "chance_accuracy",
     "failed_trials",
     "trials_at_chance",
@@ -28,6 +36,9 @@ __all__ = [
 
 # Chance accuracy (1 / number of classes) of each dataset.
 CHANCE_ACCURACY: dict[str, float] = {name: 1.0 / k for name, k in NUM_CLASSES.items()}
+# A trial whose accuracies at the selected epoch are all <= chance + this "ended at chance"
+# (5 pp: 12.5% on a 10-class dataset is at chance; 16% is not).
+CHANCE_MARGIN = 0.05
 # Accuracy columns of a trial table.
 _TRIAL_ACC = ("test_acc", "val_acc", "best_val_acc", "final_test_acc")
 _TRIAL = ["sweep", "trial_id"]
@@ -48,6 +59,22 @@ def failed_trials(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty or "state" not in trials.columns:
         return trials.iloc[0:0]
     return trials[~trials["state"].isin((*OK_STATES, PRUNED))]
+
+
+def at_chance(trials: pd.DataFrame) -> pd.Series:
+    """Per trial of a trial table: True when its test_acc and val_acc at the selected epoch (those
+    present) are all <= chance + CHANCE_MARGIN. False without an accuracy or a known dataset."""
+    accs = present(trials, ("test_acc", "val_acc"))
+    if trials.empty or not accs or "dataset" not in trials.columns:
+        return pd.Series(False, index=trials.index, dtype=bool)
+    chance = trials["dataset"].map(CHANCE_ACCURACY).astype(float)
+    best = trials[accs].max(axis=1, skipna=True)
+    return (best <= chance + CHANCE_MARGIN).fillna(False).astype(bool)
+
+
+def chance_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of a trial table that ended at chance (`at_chance`)."""
+    return trials[at_chance(trials)]
 
 
 def _chance_of(rows: pd.DataFrame) -> pd.Series:

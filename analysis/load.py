@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 
 from ibnn.results.schema import IDENTITY, REQUIRED, ROW_KEYS, TABLES
 from ibnn.results.storage import COMPACT_FILE, READ_THREADS, parquet_from_bytes
+from ibnn.results.sweep_record import SWEEP_JSON, SweepRecord
 from ibnn.vocab import EXPERIMENTS
 
 __all__ = [
@@ -67,7 +68,7 @@ def sweep_kind(
 ) -> str | None:
     """Which sweep script produced a sweep.
 
-    Candidates, in order: sweep.json's experiment, script, sweep and name; the `experiment`
+    Candidates, in order: sweep.json's experiment, script and sweep; the `experiment`
     column of its tables; the folder name. A candidate matches a kind when it equals it or
     starts with it followed by "_", "-" or ".": "expressivity", "expressivity_svhn" and
     "sweeps/expressivity.py" all give "expressivity".
@@ -80,10 +81,9 @@ def sweep_kind(
     Returns:
         One of KINDS, or None when nothing matches.
     """
-    meta = meta or {}
+    record = SweepRecord.from_dict(meta or {})
     candidates = []
-    for key in ("experiment", "script", "sweep", "name"):
-        value = meta.get(key)
+    for value in (record.experiment, record.script, record.sweep):
         if isinstance(value, str) and value:
             candidates.append(PurePosixPath(value).name)
     candidates += [e for e in experiments if isinstance(e, str)]
@@ -118,7 +118,7 @@ def find_sweeps(storage: str) -> list[str]:
         raise ValueError(f"storage must be an existing folder, but got {storage!r}")
 
     def holds_tables(folder: str) -> bool:
-        if fs.get_file_info(f"{folder}/sweep.json").type == pafs.FileType.File:
+        if fs.get_file_info(f"{folder}/{SWEEP_JSON}").type == pafs.FileType.File:
             return True
         return any(_is_dir(fs, f"{folder}/{t}") for t in TABLES)
 
@@ -216,7 +216,7 @@ def _read_table(
 
 
 def _read_meta(fs: pafs.FileSystem, folder: str, warnings: list[str]) -> dict:
-    path = f"{folder}/sweep.json"
+    path = f"{folder}/{SWEEP_JSON}"
     if fs.get_file_info(path).type != pafs.FileType.File:
         return {}
     try:
@@ -225,8 +225,10 @@ def _read_meta(fs: pafs.FileSystem, folder: str, warnings: list[str]) -> dict:
     except (OSError, ValueError) as exc:
         warnings.append(f"unreadable {path} ({type(exc).__name__}: {exc})")
         return {}
-    if not isinstance(meta, dict):
-        warnings.append(f"ignored {path}: it must hold a JSON object, got {type(meta).__name__}")
+    try:
+        SweepRecord.from_dict(meta)  # read later through the record (ibnn.results.sweep_record)
+    except ValueError as exc:  # not a JSON object
+        warnings.append(f"ignored {path}: {exc}")
         return {}
     return meta
 

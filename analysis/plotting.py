@@ -13,9 +13,26 @@ from analysis.claims import condition_label
 from analysis.palette import arm_styles, rgba
 from analysis.tidy import CONDITION_KEYS, present
 
-__all__ = ["facet_keys", "facets", "new_figure", "add_band", "add_curves", "ordered_arms"]
+__all__ = [
+    "facet_keys",
+    "facets",
+    "new_figure",
+    "add_band",
+    "add_curves",
+    "ordered_arms",
+    "add_points",
+    "add_seed_points",
+    "SEED_LEGEND",
+    "CHANCE_LEGEND",
+]
 
 BAND_ALPHA = 0.2
+POINT_ALPHA = 0.6
+# Legend entries of the per-seed points (each shown once per figure).
+SEED_LEGEND = "one point per seed (trial)"
+CHANCE_LEGEND = "trial that ended at chance accuracy"
+# Each arm's seed points stand this fraction of the panel's x range right of its median.
+SEED_SHIFT = 0.012
 
 
 def facet_keys(df: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
@@ -140,3 +157,78 @@ def add_curves(
             col=col,
         )
         shown.add(arm)
+
+
+def add_points(
+    fig: go.Figure,
+    x: np.ndarray | list,
+    seeds: pd.DataFrame,
+    color: str,
+    where: tuple[int, int],
+    shown: set[str],
+    group: str,
+    y_scale: float = 100.0,
+) -> None:
+    """Per-seed points (`seeds`: columns seed, value, at_chance) at `x`, chance trials as ✕.
+
+    Args:
+        fig: the figure to draw into.
+        x: (n,) x of each row of `seeds`.
+        seeds: the rows to draw.
+        color: the arm's colour.
+        where: (row, col) of the subplot.
+        shown: legend entries already shown (updated).
+        group: legend group (the arm), so that the points hide with their arm.
+        y_scale: factor applied to the values (100 for accuracies in %).
+    """
+    x = np.asarray(x, dtype=object)
+    for chance in (False, True):
+        sel = (seeds["at_chance"] == chance).to_numpy()
+        if not sel.any():
+            continue
+        name = CHANCE_LEGEND if chance else SEED_LEGEND
+        h = seeds[sel]
+        fig.add_trace(
+            go.Scatter(
+                x=list(x[sel]),
+                y=h["value"].to_numpy(dtype=float) * y_scale,
+                mode="markers",
+                name=name,
+                legendgroup=name if chance else group,
+                showlegend=name not in shown,
+                marker={
+                    "size": 9 if chance else 5,
+                    "symbol": "x-thin-open" if chance else "circle",
+                    "color": "#b2182b" if chance else rgba(color, POINT_ALPHA),
+                    "line": {"width": 2 if chance else 0, "color": "#b2182b"},
+                },
+                customdata=h["seed"].to_numpy(),
+                hovertemplate=f"{group}<br>seed %{{customdata}}: %{{y:.2f}}"
+                + (" (at chance)" if chance else "")
+                + "<extra></extra>",
+            ),
+            row=where[0],
+            col=where[1],
+        )
+        shown.add(name)
+
+
+def add_seed_points(
+    fig: go.Figure,
+    seeds: pd.DataFrame | None,
+    x: str,
+    where: tuple[int, int],
+    shown: set[str],
+    styles: dict[str, tuple[str, str]],
+    x_scale: float = 1.0,
+) -> None:
+    """Each arm's seeds as points just right of its median line (SEED_SHIFT of the x range per
+    arm, so that the arms' points do not cover one another)."""
+    if seeds is None or seeds.empty:
+        return
+    xs = seeds[x].to_numpy(dtype=float) * x_scale
+    span = float(np.nanmax(xs) - np.nanmin(xs)) or 1.0
+    for i, (_, arm) in enumerate(ordered_arms(seeds)):
+        sel = (seeds["arm"] == arm).to_numpy()
+        shift = SEED_SHIFT * span * (i + 1)
+        add_points(fig, xs[sel] + shift, seeds[sel], styles[arm][0], where, shown, arm)

@@ -10,15 +10,31 @@ Three intervals, each with its exact coverage under its assumption (continuous d
   median{y_j - x_i} with the interval of the exact Mann-Whitney test, [D_(k), D_(N+1-k)] of the
   N = m n sorted differences.
 
-Each interval takes the largest k (the narrowest symmetric interval) whose exact coverage is
-still >= the requested level; when even k = 1 (the widest) falls short, there is none (k = 0)
-and the caller reports NaN. The p-value of a hypothesised value theta0 is the exact two-sided
-p-value of the same test applied to the data shifted by theta0, so that theta0 lies outside
-the interval exactly when the test rejects at the interval's achieved level.
+For continuous data each interval is [k-th smallest, k-th largest] with the largest k (the
+narrowest symmetric interval) whose exact coverage is still >= the requested level; when even
+k = 1 (the widest) falls short, there is none and the caller reports NaN.
+
+Ties (accuracies are multiples of 1/n_eval, so equal values between seeds are the rule) are
+handled exactly, by conditioning on them: the statistics use mid-ranks (tied values share the
+mean of their ranks) and their null distribution is the permutation distribution given those
+mid-ranks (every sign pattern of the nonzero differences, equally likely, for the signed-rank
+test, whose zeros keep their rank and never count as positive (Pratt); every split of the
+pooled values into the two samples for the rank-sum test), counted exactly by dynamic
+programming over doubled mid-ranks, which are integers. This is the distribution that
+`scipy.stats.permutation_test` enumerates. The p-value of theta0 is that test's two-sided
+p-value (twice the smaller tail, at most 1) on the data shifted by theta0, and the interval is
+the set of theta0 it does not reject at 1 - level: the p-value can change only at a Walsh
+average (paired) or a pairwise difference (two-sample), so the interval runs from the first to
+the last of those points (or the gaps between them) that is not rejected. On untied data this
+is the same [k-th smallest, k-th largest] interval. The coverage reported is the exact coverage
+of that untied interval; a conditional test of level 1 - level keeps at least `level` under
+ties too. Values equal to 12 decimals count as tied (grid values minus grid values are not
+exactly equal in floating point).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
@@ -37,7 +53,15 @@ __all__ = [
     "mann_whitney_interval",
     "min_paired_seeds",
     "min_unpaired_seeds",
+    "doubled_midranks",
+    "sign_flip_counts",
+    "rank_sum_counts",
+    "signed_rank_p",
+    "rank_sum_p",
+    "accepted_interval",
 ]
+
+_DECIMALS = 12  # values equal to this many decimals count as tied
 
 
 @dataclass(frozen=True)
@@ -125,13 +149,101 @@ def order_statistic_rank(n: int, level: float) -> tuple[int, float]:
     return best, cov
 
 
-def _two_sided_p(counts: tuple[float, ...], s: float) -> float:
-    c = np.asarray(counts, dtype=float)
-    total = c.sum()
-    grid = np.arange(c.size)
-    below = c[grid <= s + 1e-9].sum() / total
-    above = c[grid >= s - 1e-9].sum() / total
+def _two_sided_p(counts: np.ndarray, s: int) -> float:
+    """Twice the smaller tail of the null counts at the observed (integer) statistic s."""
+    total = counts.sum()
+    below, above = counts[: s + 1].sum() / total, counts[s:].sum() / total
     return float(min(1.0, 2.0 * min(below, above)))
+
+
+def _tied(x: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(x, dtype=float), _DECIMALS)
+
+
+def doubled_midranks(a: np.ndarray) -> np.ndarray:
+    """Twice the 1-based mid-ranks of `a` (tied values share the mean of their ranks), as ints."""
+    a = np.asarray(a)
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    out = np.empty(s.size, dtype=np.int64)
+    out[order] = np.repeat(starts + 1 + ends, ends - starts)  # first rank + last rank
+    return out
+
+
+@lru_cache(maxsize=8192)
+def sign_flip_counts(ranks: tuple[int, ...]) -> np.ndarray:
+    """counts[s]: sign patterns of items with these doubled ranks whose positive ones sum to s."""
+    counts = np.zeros(sum(ranks) + 1)
+    counts[0] = 1.0
+    for r in ranks:
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    counts.flags.writeable = False
+    return counts
+
+
+@lru_cache(maxsize=8192)
+def rank_sum_counts(ranks: tuple[int, ...], n: int) -> np.ndarray:
+    """counts[s]: size-n subsets of the pooled doubled ranks whose ranks sum to s."""
+    f = np.zeros((n + 1, sum(ranks) + 1))
+    f[0, 0] = 1.0
+    for r in ranks:
+        f[1:, r:] = f[1:, r:] + f[:-1, :-r]  # right side first: each item used at most once
+    out = f[n].copy()
+    out.flags.writeable = False
+    return out
+
+
+def signed_rank_p(d: np.ndarray, theta0: float) -> float:
+    """Exact conditional two-sided signed-rank p-value of pseudo-median theta0 (Pratt zeros)."""
+    e = _tied(np.asarray(d, dtype=float) - theta0)
+    r = doubled_midranks(np.abs(e))
+    counts = sign_flip_counts(tuple(sorted(r[e != 0].tolist())))
+    return _two_sided_p(counts, int(r[e > 0].sum()))
+
+
+def rank_sum_p(x: np.ndarray, y: np.ndarray, theta0: float) -> float:
+    """Exact conditional two-sided rank-sum (Mann-Whitney) p-value of the shift y - x = theta0."""
+    pooled = _tied(
+        np.concatenate([np.asarray(x, dtype=float), np.asarray(y, dtype=float) - theta0])
+    )
+    r = doubled_midranks(pooled)
+    counts = rank_sum_counts(tuple(sorted(r.tolist())), len(y))
+    return _two_sided_p(counts, int(r[len(x) :].sum()))
+
+
+def accepted_interval(
+    points: np.ndarray, p_at: Callable[[float], float], level: float
+) -> tuple[float, float]:
+    """Hull of the theta0 that a test whose p-value changes only at `points` does not reject.
+
+    The line splits into the distinct points and the open gaps around them; each piece is
+    tested once (at the point, or the gap's middle) from the outside in. (nan, nan) when the
+    outermost gap is not rejected (too few data for `level`) or nothing is accepted.
+    """
+    c = np.unique(_tied(points))
+    alpha = 1.0 - level + 1e-12
+    span = max(float(c[-1] - c[0]), 1.0)
+
+    def theta(i: int) -> float:  # piece i: even 2j, the gap below c[j]; odd 2j + 1, c[j]
+        j = i // 2
+        if i % 2:
+            return float(c[j])
+        if j == 0:
+            return float(c[0] - span)
+        if j == c.size:
+            return float(c[-1] + span)
+        return float((c[j - 1] + c[j]) / 2)
+
+    pieces = range(2 * c.size + 1)
+    lo_i = next((i for i in pieces if p_at(theta(i)) > alpha), None)
+    if lo_i is None or lo_i == 0:
+        return float("nan"), float("nan")
+    hi_i = next(i for i in reversed(pieces) if p_at(theta(i)) > alpha)
+    if hi_i == 2 * c.size:
+        return float("nan"), float("nan")
+    return float(c[(lo_i - 1) // 2]), float(c[hi_i // 2])
 
 
 def median_interval(x: np.ndarray, level: float) -> RankEstimate:
@@ -161,11 +273,6 @@ def min_unpaired_seeds(level: float) -> int:
     return n
 
 
-def _count_above(values: np.ndarray, theta0: float) -> float:
-    """#{values > theta0} + #{values == theta0} / 2 (ties split, so the test stays dual)."""
-    return float((values > theta0).sum() + 0.5 * (values == theta0).sum())
-
-
 def signed_rank_interval(d: np.ndarray, level: float, theta0: float = 0.0) -> RankEstimate:
     """Hodges-Lehmann pseudo-median of paired differences with the exact signed-rank interval.
 
@@ -183,13 +290,10 @@ def signed_rank_interval(d: np.ndarray, level: float, theta0: float = 0.0) -> Ra
     if n == 0:
         return RankEstimate(*(float("nan"),) * 5)
     i, j = np.triu_indices(n)
-    walsh = np.sort((d[i] + d[j]) / 2.0)
-    counts = signed_rank_counts(n)
-    k, cov = symmetric_rank(counts, level)
-    lo, hi = (float(walsh[k - 1]), float(walsh[-k])) if k else (float("nan"), float("nan"))
-    # T+ equals the number of Walsh averages above theta0 (ties counted half).
-    p = _two_sided_p(counts, _count_above(walsh, theta0))
-    return RankEstimate(float(np.median(walsh)), lo, hi, cov, p)
+    walsh = (d[i] + d[j]) / 2.0
+    lo, hi = accepted_interval(walsh, lambda t: signed_rank_p(d, t), level)
+    cov = symmetric_rank(signed_rank_counts(n), level)[1] if not np.isnan(lo) else float("nan")
+    return RankEstimate(float(np.median(walsh)), lo, hi, cov, signed_rank_p(d, theta0))
 
 
 def mann_whitney_interval(
@@ -211,9 +315,8 @@ def mann_whitney_interval(
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
     if x.size == 0 or y.size == 0:
         return RankEstimate(*(float("nan"),) * 5)
-    diffs = np.sort((y[None, :] - x[:, None]).ravel())
+    diffs = (y[None, :] - x[:, None]).ravel()
+    lo, hi = accepted_interval(diffs, lambda t: rank_sum_p(x, y, t), level)
     counts = mann_whitney_counts(x.size, y.size)
-    k, cov = symmetric_rank(counts, level)
-    lo, hi = (float(diffs[k - 1]), float(diffs[-k])) if k else (float("nan"), float("nan"))
-    p = _two_sided_p(counts, _count_above(diffs, theta0))
-    return RankEstimate(float(np.median(diffs)), lo, hi, cov, p)
+    cov = symmetric_rank(counts, level)[1] if not np.isnan(lo) else float("nan")
+    return RankEstimate(float(np.median(diffs)), lo, hi, cov, rank_sum_p(x, y, theta0))

@@ -6,6 +6,7 @@ import pandas as pd
 
 from analysis.load import SweepData
 from analysis.tidy import trial_states
+from ibnn.results.sweep_record import SweepRecord
 
 __all__ = ["STATUS_COLUMNS", "meta_value", "sweep_status", "status_table", "partial_notes"]
 
@@ -24,20 +25,18 @@ STATUS_COLUMNS = [
     "complete",
     "notes",
 ]
-# sweep.json keys accepted for each piece of metadata (first one present wins).
-_META_KEYS: dict[str, tuple[str, ...]] = {
-    "started": ("started", "started_at", "start_time"),
-    "finished": ("finished", "finished_at", "end_time"),
-    "expected": ("expected_trials", "expected_trial_count", "n_trials_expected", "n_trials"),
+# What each piece of metadata is in sweep.json's record (ibnn.results.sweep_record).
+_META_FIELDS: dict[str, str] = {
+    "started": "started",
+    "finished": "finished",
+    "expected": "expected_trials",
 }
 
 
 def meta_value(meta: dict, what: str) -> object:
     """sweep.json's value for "started", "finished" or "expected" (None when absent)."""
-    for key in _META_KEYS[what]:
-        if meta.get(key) not in (None, ""):
-            return meta[key]
-    return None
+    value = getattr(SweepRecord.from_dict(meta), _META_FIELDS[what])
+    return None if value in (None, "") else value
 
 
 def _as_int(value: object) -> int | None:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.palette import family_label
-from ibnn.results.schema import OK, PRUNED, RUNNING
+from ibnn.results.schema import FAILED_STATUSES, OK, RUNNING, STATUSES
+from ibnn.vocab import NEURON_KEYS
 
 __all__ = [
     "CONDITION_KEYS",
@@ -38,7 +39,7 @@ CONDITION_KEYS: tuple[str, ...] = (
     "selection",
 )
 # Columns that tell apart variants of one family (not used for SM).
-VARIANT_KEYS: tuple[str, ...] = ("lam", "p", "w_extent", "lam_trainable")
+VARIANT_KEYS: tuple[str, ...] = NEURON_KEYS
 # Trial statuses that count as usable: finished ("ok") or still in progress ("running").
 OK_STATES: tuple[str, ...] = (OK, RUNNING)
 _TRIAL = ["sweep", "trial_id"]
@@ -111,7 +112,8 @@ def add_arm(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _state(status: pd.Series) -> np.ndarray:
-    kept = status.where(status.isin((OK, RUNNING, PRUNED)), "failed")
+    # a failed status, or one this version does not know, is "failed"
+    kept = status.where(status.isin(STATUSES) & ~status.isin(FAILED_STATUSES), "failed")
     return kept.to_numpy()
 
 

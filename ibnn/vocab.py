@@ -17,6 +17,7 @@ __all__ = [
     "EXPERIMENTS",
     "FAMILIES",
     "IBNN_FAMILIES",
+    "NEURON_KEYS",
     "NUM_CLASSES",
     "SELECTIONS",
     "check_family",
@@ -30,6 +31,9 @@ __all__ = [
 # Neuron families: standard neurons, implicit-bias neurons (fixed point), IBNN-lite (one step).
 FAMILIES: tuple[str, ...] = ("sm", "ibnn", "ibnn_lite")
 IBNN_FAMILIES: tuple[str, ...] = ("ibnn", "ibnn_lite")
+# A trial's neuron: the config keys that only mean something for the implicit families (SM
+# trials get neutral values), what a replication sweep chooses and a search tunes.
+NEURON_KEYS: tuple[str, ...] = ("lam", "p", "w_extent", "lam_trainable")
 # Evaluations of a trained model (DESIGN section 4), in the order a trial runs them.
 EVALS: tuple[str, ...] = (
     "clean",

@@ -6,7 +6,7 @@ Layout under a storage root (a local folder or a URI such as ``s3://bucket/prefi
     <storage>/<sweep>/evals/<trial_id>.parquet        one row per trial, attack and strength
     <storage>/<sweep>/boundaries/<trial_id>.parquet   toy2d decision-boundary grids
     <storage>/<sweep>/trials/<trial_id>.parquet       one row per trial: config, status, objective
-    <storage>/<sweep>/sweep.json                      sweep metadata (see ``ibnn.sweep.meta``)
+    <storage>/<sweep>/sweep.json                      its record (``ibnn.results.sweep_record``)
 
 A trial's file is rewritten after every epoch with *all* of that trial's rows so far, so a retried
 or resumed trial replaces its file instead of appending to it: each ``(trial_id, epoch)`` exists

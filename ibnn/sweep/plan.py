@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ibnn.sweep.cli import DEFAULT_NEURON, SweepArgs
-from ibnn.sweep.meta import fingerprint, load_search_choice
-from ibnn.sweep.spec import NEURON_KEYS, SMOKE, SweepContext, SweepSpec, expand_grid
-from ibnn.sweep.study import STUDY_FILE, check_space_restriction, open_storage
-from ibnn.sweep.trainable import RUNTIME_KEYS, flatten_config, load_trial_api, trial_id
+from ibnn.sweep.command_line.args import DEFAULT_NEURON, SweepArgs
+from ibnn.sweep.folder import fingerprint
+from ibnn.sweep.search.choice import load_search_choice
+from ibnn.sweep.search.study import STUDY_FILE, check_space_restriction, open_storage
+from ibnn.sweep.spec import SMOKE, SweepContext, SweepSpec, expand_grid
+from ibnn.sweep.trials.identity import RUNTIME_KEYS, flatten_config, load_trial_api, trial_id
+from ibnn.vocab import NEURON_KEYS
 
 __all__ = ["PlanError", "SweepPlan", "build_plan"]
 
@@ -43,6 +45,12 @@ class SweepPlan:
     spec_record: dict[str, Any]  # what identifies the sweep (sweep.json "spec")
     study_storage: str | None = None  # search: the Optuna study's storage URL or journal path
     space_fixed: dict[str, Any] = field(default_factory=dict)  # search: --space pins
+
+    def trial_constants(self, device: str) -> dict[str, Any]:
+        """The config every trial shares: the constants, with the device that the resources
+        imply ("auto" for GPU trials, "cpu") unless ``--set device=...`` chose one
+        (``--set device=cuda``: a GPU trial fails where torch cannot use CUDA)."""
+        return {"device": device, **self.constants}
 
     @property
     def fingerprint(self) -> str:
@@ -126,6 +134,8 @@ _OWN_FLAGS = {
     "data_root": "--data-root",
     "download": "--download",
 }
+# TrialConfig fields every sweep varies, and the flags that set their values.
+_VARIED_BY = {"family": "--families", "seed": "--seeds / --ibnn-seeds"}
 
 
 def _check_keys(
@@ -133,7 +143,7 @@ def _check_keys(
 ) -> None:
     """--set and --axis name TrialConfig fields that this sweep does not vary otherwise."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    varied = {"family", "seed"} | set(axes)
+    varied = set(_VARIED_BY) | set(axes)
     if spec.kind == "search" or spec.chosen_neuron:
         varied |= set(NEURON_KEYS)
     how = "--space" if spec.kind == "search" else "--lam/--p/--w-extent/--lam-trainable"
@@ -147,10 +157,10 @@ def _check_keys(
             if key in _OWN_FLAGS and (flag == "--set" or key == "dataset"):
                 raise PlanError(f"{flag} {key}: use {_OWN_FLAGS[key]} instead")
             if flag == "--set" and key in varied:
-                hint = how if key in NEURON_KEYS else "--axis" if key in axes else "its own flag"
+                hint = how if key in NEURON_KEYS else "--axis" if key in axes else _VARIED_BY[key]
                 raise PlanError(f"--set {key}: this sweep varies {key!r}; use {hint} instead")
-            if flag == "--axis" and key in ("family", "seed"):
-                raise PlanError(f"--axis {key}: use --families / --seeds instead")
+            if flag == "--axis" and key in _VARIED_BY:
+                raise PlanError(f"--axis {key}: use {_VARIED_BY[key]} instead")
 
 
 def _study_storage(spec: SweepSpec, args: SweepArgs) -> str:
@@ -225,7 +235,7 @@ def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
         variants, ids = [], []
         search = _search(spec, args, check)
         expected = args.trials
-        labels = ("lam", "p", "w_extent", "lam_trainable")
+        labels = NEURON_KEYS
     record = {
         "experiment": spec.name,
         "kind": spec.kind,

@@ -17,7 +17,6 @@ from typing import Any
 __all__ = [
     "IMAGE_DATASETS",
     "KINDS",
-    "NEURON_KEYS",
     "SEARCH_SEED",
     "SMOKE",
     "SweepContext",
@@ -27,8 +26,6 @@ __all__ = [
 
 IMAGE_DATASETS = ("fmnist", "svhn", "cifar10")
 KINDS = ("grid", "search")
-# Config keys that only mean something for the implicit families; SM trials get neutral values.
-NEURON_KEYS = ("lam", "p", "w_extent", "lam_trainable")
 # Seed of every search trial; its confirmation re-runs use the next seeds. Replication seeds are
 # 0 .. n-1 with n <= SEARCH_SEED: a configuration is never confirmed on the seed that chose it.
 SEARCH_SEED = 1000

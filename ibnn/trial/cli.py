@@ -2,8 +2,8 @@
 
 Every TrialConfig field is an option (``--train-fraction 0.5``, ``--lam-trainable``,
 ``--pgd-eps 0.01 0.03``, ``--max-train none``); its help is the field's own help string, so the
-command line cannot drift from the dataclass. Invalid values are refused before any data is
-loaded, with the message of TrialConfig's validation.
+command line cannot drift from the dataclass. Invalid values and an unusable ``--out`` folder
+(see :mod:`ibnn.trial.output`) are refused before any data is loaded, in one line, exit 2.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ibnn.trial.config import TrialConfig, config_fields
 from ibnn.trial.data import DatasetNotFoundError
+from ibnn.trial.output import OutputError, check_output, write_folder
 
 __all__ = ["build_parser", "main"]
 
@@ -41,9 +43,16 @@ def _scalar(tp: Any, allow_none: bool) -> Any:
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """Refusals in one line (the usage is 40 lines: ``--help`` shows it)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one option per TrialConfig field (plus --config, --out, --quiet)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ibnn.trial",
         description="Train and evaluate one seeded trial (SM or IBNN), the paper's recipe. "
         "Options are the fields of ibnn.trial.config.TrialConfig; 'none' sets an optional field "
@@ -57,8 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        help="folder for epochs.parquet, evals.parquet, "
-        "boundary.parquet (toy2d), config.json and result.json",
+        help="new folder for epochs.parquet, evals.parquet, "
+        "boundary.parquet (toy2d), config.json and result.json; checked before training",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the trial already in --out (otherwise refused)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     group = parser.add_argument_group("TrialConfig fields")
@@ -81,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> TrialConfig:
     values: dict[str, Any] = {}
     if args.config is not None:
-        values = json.loads(args.config.read_text())
+        try:
+            values = json.loads(args.config.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--config {args.config}: {err}") from err
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"--config {args.config} holds a JSON {type(values).__name__}: "
+                "it must be a JSON object of TrialConfig fields"
+            )
     for f in dataclasses.fields(TrialConfig):
         if hasattr(args, f.name):  # given on the command line
             given = getattr(args, f.name)
@@ -90,28 +112,38 @@ def _config(args: argparse.Namespace) -> TrialConfig:
 
 
 def _write(out: Path, cfg: TrialConfig, result: Any) -> None:
+    """The trial's files, written whole into ``out`` (see :func:`write_folder`)."""
     import pandas as pd
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    def text(content: str) -> Callable[[Path], None]:
+        return lambda path: path.write_text(content)
+
+    def table(rows: list[dict]) -> Callable[[Path], None]:
+        return lambda path: pd.DataFrame(rows).to_parquet(path, index=False)
+
+    writers = {"config.json": text(json.dumps(cfg.to_dict(), indent=1))}
     tables = {"epochs": result.epochs, "evals": result.evals, "boundary": result.boundary}
-    for name, rows in tables.items():
-        if rows:
-            pd.DataFrame(rows).to_parquet(out / f"{name}.parquet", index=False)
+    writers |= {f"{name}.parquet": table(rows) for name, rows in tables.items() if rows}
     summary = {"status": result.status, "epochs": result.epochs, "evals": result.evals}
-    (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
+    writers["result.json"] = text(json.dumps(summary, indent=1, default=str))
+    write_folder(out, writers)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0: ok, 1: data missing or trial failed, 2: usage)."""
-    from ibnn.trial.core import run_trial
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         cfg = _config(args)
     except (ValueError, TypeError, OSError) as err:
         parser.error(str(err))
+    if args.out is not None:
+        try:
+            check_output(args.out, overwrite=args.overwrite)
+        except OutputError as err:
+            parser.error(str(err))
+    from ibnn.trial.core import run_trial
+
     try:
         result = run_trial(cfg, progress=not args.quiet)
     except DatasetNotFoundError as err:
@@ -132,5 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"status {result.status}")
     if args.out is not None:
-        _write(args.out, cfg, result)
+        try:
+            _write(args.out, cfg, result)
+        except OSError as err:
+            print(f"error: writing --out {args.out}: {err}", file=sys.stderr)
+            return 1
     return 0 if result.status == "ok" else 1

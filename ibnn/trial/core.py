@@ -34,6 +34,7 @@ from ibnn.nn.memory import reuse_freed_memory
 from ibnn.nn.models import to_ibnn, toy_net, ucn
 from ibnn.nn.neuron import ImplicitBias
 from ibnn.nn.warm import WarmStarts
+from ibnn.results.schema import OK, SOLVER_FAILED
 from ibnn.trial.config import TrialConfig
 from ibnn.trial.data import load_raw, make_splits
 from ibnn.trial.evaluation import evaluate_model, neuron_kwargs
@@ -61,6 +62,7 @@ class TrialResult:
     evals: list[dict[str, Any]]  # eval rows of the selected model ([] unless status is "ok")
     status: str  # "ok", "solver_failed" or "diverged"
     boundary: list[dict[str, Any]] = field(default_factory=list)  # toy2d decision boundary
+    error: str = ""  # why evaluation failed ("" unless status became "solver_failed" there)
 
 
 @dataclass(frozen=True)
@@ -456,19 +458,28 @@ def _run(cfg: TrialConfig, progress: bool) -> TrialResult:
     return conclude(trial)
 
 
-def conclude(trial: Trial) -> TrialResult:
+def conclude(trial: Trial, boundary: bool | None = None) -> TrialResult:
     """The result of a finished trial: its records, and the evaluations of its selected model
-    when it ended "ok" (a solve failing under attack makes it "solver_failed")."""
-    cfg = trial.cfg
+    when it ended "ok"; a solve failing under attack makes it "solver_failed" (no evaluations,
+    the reason in ``error``) instead of crashing. Other exceptions (out of memory, a device
+    error) propagate. The one rule for ending a trial: ``run_trial`` and the sweep's trials
+    (``ibnn.sweep.trials.trainable``) both end theirs here.
+
+    Args:
+        trial: a trial whose ``done`` is True.
+        boundary: also draw its decision boundary (None: for the toy2d dataset).
+    """
+    if boundary is None:
+        boundary = trial.cfg.dataset == "toy2d"
     evals: list[dict[str, Any]] = []
-    boundary: list[dict[str, Any]] = []
-    status = trial.status
-    if status == "ok":
+    drawn: list[dict[str, Any]] = []
+    status, error = trial.status, ""
+    if status == OK:
         try:
             evals = trial.evaluate()
-            boundary = trial.boundary() if cfg.dataset == "toy2d" else []
+            drawn = trial.boundary() if boundary else []
         except NUMERICAL_FAILURES as err:  # a solve failing under attack: report, do not crash
-            status = "solver_failed"
-            trial.error = f"evaluation: {type(err).__name__}: {err}"
-            print(f"trial evaluation failed: {trial.error}", file=sys.stderr, flush=True)
-    return TrialResult(trial.records, evals, status, boundary)
+            status, evals, drawn = SOLVER_FAILED, [], []
+            error = trial.error = f"evaluation: {type(err).__name__}: {err}"
+            print(f"trial evaluation failed: {error}", file=sys.stderr, flush=True)
+    return TrialResult(trial.records, evals, status, drawn, error)

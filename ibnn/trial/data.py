@@ -216,7 +216,7 @@ def _load_cifar10(root: Path, download: bool) -> tuple[np.ndarray, ...]:
 
 _LOADERS = {"fmnist": _load_fmnist, "svhn": _load_svhn, "cifar10": _load_cifar10}
 # The files under the data root that load_raw reads, per dataset (what a cluster sweep stages to
-# its nodes: ibnn.sweep.datastage).
+# its nodes: ibnn.sweep.cluster.datastage).
 DATASET_FILES: dict[str, tuple[str, ...]] = {
     "fmnist": tuple(f"FashionMNIST/raw/{f}" for f in _FMNIST_FILES),
     "svhn": ("train_32x32.mat", "test_32x32.mat"),

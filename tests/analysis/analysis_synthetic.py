@@ -149,9 +149,9 @@ def _trial_epochs(cfg: dict, acc: float, status: str = "ok") -> list[dict]:
 
 def _meta(folder: Path, name: str, expected: int, finished: bool, experiment: str = "") -> None:
     meta = {
-        "name": name,
+        "sweep": name,
         "experiment": experiment or name,
-        "args": {"seeds": 10},
+        "args": ["--seeds", "10"],
         "started": "2025-01-01T00:00:00",
         "finished": "2025-01-01T01:00:00" if finished else None,
         "expected_trials": expected,
@@ -196,14 +196,21 @@ def build_expressivity(root: Path, dataset: str = "fmnist", gap: float = 0.03) -
 
 
 def build_noisy_expressivity(
-    root: Path, n: int, gap: float, sd: float = 0.01, seed: int = 0, failed: tuple[int, ...] = ()
+    root: Path,
+    n: int,
+    gap: float,
+    sd: float = 0.01,
+    seed: int = 0,
+    failed: tuple[int, ...] = (),
+    chance: tuple[int, ...] = (),
 ) -> Path:
     """Expressivity sweep with random noise and a known true effect, `n` seeds in both arms.
 
     Seed s has accuracy 0.70 + 0.02 C + gap (IBNN) + u_s + e, with a seed effect u_s ~ N(0, sd)
     shared by both arms and e ~ N(0, sd) per trial: the per-seed IBNN - SM differences are
     symmetric about `gap`, the true effect. IBNN seeds in `failed` diverge (status "diverged",
-    accuracy 0.10 before failing).
+    accuracy 0.10 before failing); IBNN seeds in `chance` finish ("ok") at 12.5% accuracy, just
+    above chance (10%), at every width, as the demo's stalled seed did.
     """
     name = f"expressivity_n{n}"
     folder = root / name
@@ -216,6 +223,8 @@ def build_noisy_expressivity(
                 acc = 0.70 + 0.02 * c + (gap if family == "ibnn" else 0.0) + u[s]
                 acc += rng.normal(0.0, sd)
                 bad = family == "ibnn" and s in failed
+                if family == "ibnn" and s in chance:
+                    acc = 0.125
                 rows = _trial_epochs(cfg, 0.10 if bad else acc, "diverged" if bad else "ok")
                 write_table(folder, "epochs", cfg["trial_id"], rows)
     _meta(folder, name, 8 * n, True, experiment="expressivity")

@@ -99,3 +99,88 @@ def test_dashboard_renders_every_figure_without_js_errors(dashboard, tmp_path: P
         assert re.search(r'class="(scatterlayer|barlayer)', block), f"figure {key} has no traces"
     assert shot.is_file() and shot.stat().st_size > 50_000
     print(f"dashboard screenshot: {shot}")
+
+
+# Runs in the page after layout: measures the claims table as rendered, clicks one row's
+# details open, and writes the numbers as JSON into <pre id="measure">.
+MEASURE = """
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var doc = document.documentElement, table = document.getElementById("claims");
+    var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+    var closed = rows.map(function (r) { return r.getBoundingClientRect().height; });
+    var details = rows.map(function (r) { return r.querySelector("details"); });
+    var first = details[0], dl = first.querySelector("dl");
+    var hiddenBefore = dl.checkVisibility();
+    first.querySelector("summary").click();
+    var openHeight = rows[0].getBoundingClientRect().height;
+    var shownAfter = dl.checkVisibility();
+    var text = dl.innerText;
+    first.querySelector("summary").click();
+    var out = {
+      viewport: [window.innerWidth, window.innerHeight],
+      scrollWidth: doc.scrollWidth, clientWidth: doc.clientWidth,
+      tableRight: table.getBoundingClientRect().right,
+      tableBottom: table.getBoundingClientRect().bottom + window.scrollY,
+      rowHeights: closed,
+      cells: rows.map(function (r) { return r.cells.length; }),
+      openByDefault: details.filter(function (d) { return d.open; }).length,
+      hiddenBefore: hiddenBefore, shownAfter: shownAfter, openHeight: openHeight,
+      closedAgain: rows[0].getBoundingClientRect().height,
+      detailsText: text,
+      methodsTop: document.getElementById("methods").getBoundingClientRect().top + window.scrollY,
+      rulesCount: document.querySelectorAll("#rules").length
+    };
+    var pre = document.createElement("pre");
+    pre.id = "measure";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }, 100);
+});
+"""
+
+
+def _measure(html: str, tmp_path: Path, extra_css: str = "") -> dict:
+    page = tmp_path / "measured.html"
+    html = html.replace("</head>", f"<style>{extra_css}</style></head>", 1)
+    page.write_text(html.replace("</body>", f"<script>{MEASURE}</script></body>"), "utf-8")
+    dom = _chromium(page, tmp_path / "profile", "--window-size=1366,768")
+    assert _js_errors(dom) == []
+    m = re.search(r'<pre id="measure">(.*?)</pre>', dom, flags=re.S)
+    assert m, "the measuring script did not run"
+    return json.loads(htmlmod.unescape(m.group(1)))
+
+
+def test_measurement_catches_a_wide_and_tall_table(dashboard, tmp_path: Path):
+    """Control: with the old habit (long text in every row, no wrapping) the measures fail."""
+    out, _ = dashboard
+    css = "#claims td.claim { white-space: nowrap; } #claims dl { display: block !important; }"
+    css += " #claims details > dl { content-visibility: visible; } #claims td { padding: 2rem; }"
+    got = _measure(out.read_text(encoding="utf-8"), tmp_path, css)
+    assert got["scrollWidth"] > got["clientWidth"] or got["tableRight"] > got["clientWidth"]
+    assert max(got["rowHeights"]) > 60 and got["tableBottom"] > 1000
+
+
+def test_claims_table_at_a_glance_at_1366x768(dashboard, tmp_path: Path):
+    """Criterion 1, measured in the rendered page at 1366 x 768: no sideways scroll, one row of
+    at most 60 px per claim, the table ends within 1,000 px of the top, details open on a
+    click, the statistics and rules stand once below the table."""
+    out, proc = dashboard
+    assert proc.returncode == 0, proc.stderr
+    got = _measure(out.read_text(encoding="utf-8"), tmp_path)
+    assert got["viewport"][0] == 1366, got["viewport"]
+    assert got["scrollWidth"] <= got["clientWidth"], got  # no horizontal scroll
+    assert got["tableRight"] <= got["clientWidth"], got
+    assert len(got["rowHeights"]) == 13 and set(got["cells"]) == {6}
+    assert max(got["rowHeights"]) <= 60, got["rowHeights"]
+    assert got["tableBottom"] <= 1000, got["tableBottom"]
+    assert got["openByDefault"] == 0 and got["hiddenBefore"] is False
+    assert got["shownAfter"] is True and got["openHeight"] > max(got["rowHeights"])
+    assert got["closedAgain"] == got["rowHeights"][0]
+    for label in ("Method", "Rule", "Power", "Failed trials", "Trials at chance accuracy"):
+        assert label in got["detailsText"], label
+    assert got["methodsTop"] > got["tableBottom"] and got["rulesCount"] == 1
+    print(
+        f"claims table: rows {min(got['rowHeights']):.0f}-{max(got['rowHeights']):.0f} px, "
+        f"ends at {got['tableBottom']:.0f} px"
+    )

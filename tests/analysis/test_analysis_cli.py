@@ -65,10 +65,13 @@ def test_page_is_self_contained_with_claims_first(dashboard):
     for text in ("order-statistic", "Hodges-Lehmann", "Wilcoxon", "Mann-Whitney", "seed=0"):
         assert text in html, text
     assert "id='family-wise'" in html and "at least one false" in html
-    for text in ("Holm-adjusted p", "failed trials at chance accuracy", "seeds per arm for"):
+    for text in ("Holm-adjusted p", "failed trials counted at chance", "seeds per arm to detect"):
         assert text in html, text
-    # the diverged IBNN trial of the expressivity sweep is counted in the sensitivity column
-    assert "(1 failed trials counted)" in html
+    # the diverged IBNN trial of the expressivity sweep is counted in its claim's details
+    assert "1 failed trials counted at chance accuracy" in html
+    # statistics and rules are written once, below the table, not in every row
+    assert html.count("order-statistic") == 1 and html.count("id='rules'") == 1
+    assert html.index("id='claims'") < html.index("id='methods'")
     # partial results: the running sweep and the failed trial are reported
     assert "12 of 57 expected trials not written" in html
     assert "failed trials left out of the statistics" in html
@@ -86,15 +89,28 @@ def test_subset_of_sweeps_shows_what_exists(tmp_path: Path):
     html = out.read_text(encoding="utf-8")
     assert 'id="plot-transfer"' in html and 'id="plot-fig3"' not in html
     assert "no data: no data_fraction sweep found" in html
-    assert html.count(">no data<") == 7  # every claim but the two transfer ones
+    # every claim but the two transfer ones: verdict and verdict after Holm
+    assert html.count("no-data'>no data<") == 2 * 7
 
 
-def test_empty_storage_and_bad_arguments(tmp_path: Path, capsys):
+def test_empty_or_sweepless_folder_exits_2_with_one_line(tmp_path: Path):
+    """Criterion 4: exit 2, one line on stderr naming the folder, no dashboard written."""
+    empty, sweepless = tmp_path / "empty", tmp_path / "sweepless"
+    empty.mkdir()
+    (sweepless / "notes").mkdir(parents=True)
+    (sweepless / "notes" / "readme.txt").write_text("not a sweep")
+    for folder in (empty, sweepless):
+        out = tmp_path / f"{folder.name}.html"
+        proc = _run(str(folder), "--out", str(out))
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(folder) in lines[0], proc.stderr
+        assert lines[0].startswith("error: no sweep folder")
+        assert proc.stdout == "" and not out.exists()
+
+
+def test_bad_arguments(tmp_path: Path, capsys):
     out = tmp_path / "d.html"
-    assert main([str(tmp_path), "--out", str(out), "--resamples", "200"]) == 0
-    err = capsys.readouterr().err
-    assert out.is_file() and "no sweep folders found" in err
-    assert "No sweeps found" in out.read_text(encoding="utf-8")
     assert main([str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "storage must be an existing folder" in capsys.readouterr().err
     assert main([str(tmp_path), "--level", "1.5"]) == 2

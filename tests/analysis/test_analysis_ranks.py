@@ -15,10 +15,13 @@ from scipy import stats
 
 from analysis.effects import PAIRED, UNPAIRED, Contrast, first_point, rank_effect
 from analysis.ranks import (
+    doubled_midranks,
     mann_whitney_interval,
     min_paired_seeds,
     min_unpaired_seeds,
+    rank_sum_p,
     signed_rank_interval,
+    signed_rank_p,
 )
 from analysis.stats import ArmPair
 
@@ -36,6 +39,106 @@ def test_p_values_equal_scipy_exact_tests():
         x, y = rng.normal(size=m), rng.normal(0.5, 1.0, n)
         got = mann_whitney_interval(x, y, 0.9).p
         assert got == pytest.approx(stats.mannwhitneyu(y, x, method="exact").pvalue)
+
+
+def _grid(rng: np.random.Generator, loc: float, sd: float, n: int) -> np.ndarray:
+    """Accuracy-like values: multiples of 1/500 (so ties between seeds are common)."""
+    return np.round(rng.normal(loc, sd, n) * 500) / 500
+
+
+def _perm_signed_rank(d: np.ndarray, theta0: float) -> float:
+    """scipy's exact permutation test of the Pratt signed-rank statistic (independent check)."""
+    e = np.round(d - theta0, 12)
+
+    def t_plus(v):
+        return stats.rankdata(np.abs(v))[v > 0].sum()
+
+    res = stats.permutation_test((e,), t_plus, permutation_type="samples", n_resamples=np.inf)
+    return float(res.pvalue)
+
+
+def _perm_rank_sum(x: np.ndarray, y: np.ndarray, theta0: float) -> float:
+    xs, ys = x, np.round(y - theta0, 12)
+
+    def rank_sum(a, b):
+        return stats.rankdata(np.concatenate([a, b]))[a.size :].sum()
+
+    res = stats.permutation_test(
+        (xs, ys), rank_sum, permutation_type="independent", n_resamples=np.inf
+    )
+    return float(res.pvalue)
+
+
+def test_midranks_match_scipy_rankdata():
+    v = np.array([3.0, 1.0, 3.0, 2.0, 3.0, 1.0])
+    assert np.array_equal(doubled_midranks(v), 2 * stats.rankdata(v))
+
+
+def test_p_values_on_tied_data_equal_scipy_permutation_methods():
+    """Ties and zeros (accuracy-like values): the exact conditional tests, as scipy's."""
+    rng = np.random.default_rng(3)
+    checked_ties = 0
+    for n in (5, 6, 8, 10):
+        d = _grid(rng, 0.004, 0.006, n)
+        checked_ties += np.unique(np.abs(d)).size < n
+        got = signed_rank_p(d, 0.0)
+        assert got == pytest.approx(_perm_signed_rank(d, 0.0), rel=1e-12)
+        ref = stats.wilcoxon(d, zero_method="pratt", method=stats.PermutationMethod())
+        if np.any(d != 0):
+            assert got == pytest.approx(ref.pvalue, rel=1e-12)
+    for m, n in ((3, 3), (5, 5), (6, 4), (8, 8)):
+        x, y = _grid(rng, 0.80, 0.006, m), _grid(rng, 0.803, 0.006, n)
+        checked_ties += np.unique(np.r_[x, y]).size < m + n
+        got = mann_whitney_interval(x, y, 0.9).p
+        assert got == pytest.approx(_perm_rank_sum(x, y, 0.0), rel=1e-12)
+        ref = stats.mannwhitneyu(y, x, method=stats.PermutationMethod(n_resamples=np.inf))
+        assert got == pytest.approx(ref.pvalue, rel=1e-12)
+    assert checked_ties >= 4  # the data did contain ties
+
+
+def test_tied_intervals_are_the_sets_scipy_does_not_reject():
+    """On tied data, theta0 is outside the interval exactly when scipy's permutation test
+    rejects it at 10%, checked at every Walsh average / difference and between them (the
+    interval is closed: its ends themselves may be rejected, as with untied data)."""
+    rng = np.random.default_rng(5)
+    d = _grid(rng, 0.006, 0.006, 7)
+    est = signed_rank_interval(d, 0.9)
+    i, j = np.triu_indices(d.size)
+    walsh = np.unique(np.round((d[i] + d[j]) / 2, 12))
+    thetas = np.r_[walsh, (walsh[1:] + walsh[:-1]) / 2, walsh[0] - 0.01, walsh[-1] + 0.01]
+    for t in thetas[~np.isclose(thetas, est.lo) & ~np.isclose(thetas, est.hi)]:
+        outside = t < est.lo or t > est.hi
+        assert outside == (_perm_signed_rank(d, t) <= 0.1 + 1e-12), (t, est)
+    x, y = _grid(rng, 0.80, 0.006, 5), _grid(rng, 0.805, 0.006, 5)
+    est = mann_whitney_interval(x, y, 0.9)
+    diffs = np.unique(np.round(y[None, :] - x[:, None], 12))
+    thetas = np.r_[diffs, (diffs[1:] + diffs[:-1]) / 2, diffs[0] - 0.01, diffs[-1] + 0.01]
+    for t in thetas[~np.isclose(thetas, est.lo) & ~np.isclose(thetas, est.hi)]:
+        outside = t < est.lo or t > est.hi
+        assert outside == (_perm_rank_sum(x, y, t) <= 0.1 + 1e-12), (t, est)
+
+
+def test_all_equal_differences_give_a_point_interval():
+    d = np.full(6, 0.01)
+    est = signed_rank_interval(d, 0.9)
+    assert (est.value, est.lo, est.hi) == pytest.approx((0.01, 0.01, 0.01))
+    assert est.p == pytest.approx(2 / 2**6)
+    assert rank_sum_p(np.full(4, 0.5), np.full(4, 0.5), 0.0) == 1.0
+
+
+@pytest.mark.parametrize(("n", "paired"), [(5, True), (10, True), (5, False), (10, False)])
+def test_coverage_on_tied_accuracy_like_data(n, paired):
+    """Values on a 1/500 grid, true shift 0.004 (2 grid steps): coverage >= 0.88 - 2 se."""
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(400):
+        u = rng.normal(0.8, 0.01, n)
+        sm = np.round((u + rng.normal(0, 0.003, n)) * 500) / 500
+        base = u if paired else rng.normal(0.8, 0.01, n)
+        ib = np.round((base + 0.004 + rng.normal(0, 0.003, n)) * 500) / 500
+        est = signed_rank_interval(ib - sm, 0.9) if paired else mann_whitney_interval(sm, ib, 0.9)
+        hits += est.lo - 1e-12 <= 0.004 <= est.hi + 1e-12
+    assert hits / 400 >= 0.88 - 2 * np.sqrt(0.09 / 400), hits
 
 
 def test_interval_is_dual_to_the_test():

@@ -57,6 +57,30 @@ def test_failed_trials_at_chance_flag_a_changed_verdict(tmp_path):
     )
 
 
+def test_trials_at_chance_stay_in_and_are_counted_with_their_sensitivity(tmp_path):
+    """Two of 8 IBNN seeds end at 12.5% (chance 10%) at all 4 widths: they stay in the main
+    statistic (its interval reaches below 0: inconclusive), are counted per arm, and without
+    them the 6 remaining pairs support the claim: the row says so."""
+    build_noisy_expressivity(tmp_path, n=8, gap=0.03, sd=0.002, chance=(0, 1))
+    report = compute_report(load_storage(str(tmp_path)), FAST)
+    assert len(report.chance) == 8 and set(report.chance["seed"]) == {0, 1}
+    assert set(report.chance["family"]) == {"ibnn"}
+    r = report.claims[report.claims["claim"] == "expressivity"].iloc[0]
+    assert r["n"].startswith("SM 8, IBNN 8")  # nothing left out
+    assert r["verdict"] == "inconclusive" and r["lo"] < 0 < r["hi"]
+    assert (r["n_chance_sm"], r["n_chance_ibnn"]) == (0, 8)
+    assert r["verdict_nochance"] == "supported"
+    assert r["chance_sensitivity"] == (
+        "verdict changes to “supported” without the 8 trials at chance"
+    )
+
+
+def test_no_trial_at_chance_gives_no_chance_sensitivity(tmp_path):
+    r = _expressivity_row(tmp_path, n=6, gap=0.03)
+    assert (r["n_chance_sm"], r["n_chance_ibnn"]) == (0, 0)
+    assert r["verdict_nochance"] == "" and r["chance_sensitivity"] == ""
+
+
 def test_without_failures_the_sensitivity_is_the_effect(tmp_path):
     r = _expressivity_row(tmp_path, n=10, gap=0.02)
     assert r["n_failed"] == 0 and r["effect_failed"] == pytest.approx(r["effect"])

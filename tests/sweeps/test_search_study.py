@@ -8,8 +8,8 @@ import pickle
 import optuna
 import pytest
 
-from ibnn.sweep.searcher import StudySearcher
-from ibnn.sweep.study import (
+from ibnn.sweep.search.searcher import StudySearcher
+from ibnn.sweep.search.study import (
     check_space_restriction,
     default_concurrency,
     open_storage,

@@ -11,11 +11,12 @@ import pytest
 
 from ibnn.results import Storage
 from ibnn.sweep import runner
-from ibnn.sweep.cli import parse_args
-from ibnn.sweep.meta import load_search_choice
+from ibnn.sweep.cluster.resources import trial_resources
+from ibnn.sweep.command_line.args import parse_args
 from ibnn.sweep.plan import build_plan
+from ibnn.sweep.search.choice import load_search_choice
 from ibnn.sweep.spec import SweepContext, SweepSpec, expand_grid
-from ibnn.sweep.trainable import flatten_config, trial_id
+from ibnn.sweep.trials.identity import flatten_config, trial_id
 from ibnn.trial.config import TrialConfig
 from tests.sweeps.conftest import FAKE, REPO, SCRIPTS, load_script
 
@@ -27,7 +28,7 @@ def no_ray(monkeypatch):
     def refuse(*_):
         raise AssertionError("Ray was started although the input should have been refused")
 
-    monkeypatch.setattr(runner, "_init_ray", refuse)
+    monkeypatch.setattr(runner.ray_session, "init_ray", refuse)
 
 
 def run_main(name, argv, capsys):
@@ -267,17 +268,20 @@ def test_default_gpu_share_is_a_quarter_card_when_the_cluster_has_gpus(monkeypat
 
     spec = load_script("expressivity").SPEC
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
+    assert trial_resources(1.0, None) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
     args = parse_args(spec, ["--gpus-per-trial", "0.5", "--cpus-per-trial", "2"])
-    assert runner._resources(args) == ({"cpu": 2.0, "gpu": 0.5}, "auto")
+    assert trial_resources(args.cpus_per_trial, args.gpus_per_trial) == (
+        {"cpu": 2.0, "gpu": 0.5},
+        "auto",
+    )
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")
+    assert trial_resources(1.0, None) == ({"cpu": 1.0}, "cpu")
     args = parse_args(spec, ["--gpus-per-trial", "0"])
-    assert runner._resources(args) == ({"cpu": 1.0}, "cpu")
+    assert trial_resources(args.cpus_per_trial, args.gpus_per_trial) == ({"cpu": 1.0}, "cpu")
 
 
 def test_seeds_help_states_what_a_verdict_and_a_1_point_effect_need():
-    from ibnn.sweep.cli import build_parser
+    from ibnn.sweep.command_line.args import build_parser
 
     spec = load_script("expressivity").SPEC
     text = " ".join(build_parser(spec).format_help().split())
@@ -309,7 +313,9 @@ def test_set_and_axis_override_the_plan():
         ("expressivity", ["--set", "C=2"], "this sweep varies 'C'; use --axis instead"),
         ("expressivity", ["--axis", "C=1,1"], "--axis C lists a value twice"),
         ("expressivity", ["--axis", "C=two"], "TrialConfig.C='two' is invalid"),
-        ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --families / --seeds"),
+        ("expressivity", ["--axis", "seed=1,2"], "--axis seed: use --seeds / --ibnn-seeds"),
+        ("expressivity", ["--set", "seed=1"], "varies 'seed'; use --seeds / --ibnn-seeds"),
+        ("expressivity", ["--set", "family=ibnn"], "varies 'family'; use --families instead"),
         ("expressivity", ["--set", "dataset=svhn"], "--set dataset: use --dataset instead"),
         ("expressivity", ["--set", "epochs=2"], "--set epochs: use --epochs instead"),
         ("expressivity", ["--axis", "dataset=svhn"], "--axis dataset: use --dataset instead"),
@@ -340,3 +346,23 @@ def test_space_pins_a_search_parameter(tmp_path):
 def test_every_experiment_of_the_vocabulary_has_its_script_and_no_other():
     names = {p.stem for p in (REPO / "sweeps").glob("*.py")}
     assert names == set(SCRIPTS)
+
+
+def test_resume_names_a_changed_set_as_typed_and_another_experiments_folder(
+    capsys, no_ray, tmp_path
+):
+    storage = ["--storage", str(tmp_path)]
+    folder = tmp_path / "expressivity_fmnist"
+    folder.mkdir()
+    started = ["--smoke", *storage, "--trial-module", FAKE]
+    (folder / "sweep.json").write_text(json.dumps({"experiment": "expressivity", "args": started}))
+    code, err = run_main(
+        "expressivity", ["--smoke", *storage, "--resume", "--set", "lr_peak=0.02"], capsys
+    )
+    assert (
+        code == 2 and "these changed flags would be ignored: --set (none -> lr_peak=0.02)." in err
+    )
+    into = ["--smoke", *storage, "--name", "expressivity_fmnist", "--resume"]
+    code, err = run_main("memorization", into, capsys)
+    assert code == 2 and "--name (" not in err  # not a flag change: another experiment
+    assert f"{folder} holds another sweep's results (experiment 'expressivity'" in err

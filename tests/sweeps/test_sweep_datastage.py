@@ -12,7 +12,13 @@ import sys
 import pytest
 
 from ibnn.results import Storage
-from ibnn.sweep.datastage import MANIFEST, STAGE_DIR, DataStageError, fetch_dataset, stage_dataset
+from ibnn.sweep.cluster.datastage import (
+    MANIFEST,
+    STAGE_DIR,
+    DataStageError,
+    fetch_dataset,
+    stage_dataset,
+)
 from ibnn.trial.data import DATASET_FILES, DEBIAN_FMNIST_DIR, load_raw
 from tests.sweeps.conftest import REPO
 
@@ -61,7 +67,7 @@ def test_concurrent_trials_on_one_node_fetch_once(tmp_path):
     uri = stage_dataset(Storage(str(tmp_path / "results")), "svhn", str(driver), download=False)
     node = tmp_path / "node-data"  # a fresh worker: nothing there
     code = (
-        "import sys; from ibnn.sweep.datastage import fetch_dataset; "
+        "import sys; from ibnn.sweep.cluster.datastage import fetch_dataset; "
         "print(fetch_dataset(sys.argv[1], 'svhn', sys.argv[2]))"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))

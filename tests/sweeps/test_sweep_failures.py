@@ -12,12 +12,13 @@ import torch
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
-from ibnn.sweep.cli import parse_args
+from ibnn.sweep.command_line.args import parse_args
 from ibnn.sweep.plan import build_plan
-from ibnn.sweep.trainable import TrialSettings, _finish, _Writer, flatten_config, trial_id
+from ibnn.sweep.trials.identity import flatten_config, trial_id
 from ibnn.trial import Trial, TrialConfig
+from ibnn.trial.core import conclude
 from tests.sweeps import fake_trial
-from tests.sweeps.conftest import FAKE, load_script
+from tests.sweeps.conftest import load_script
 
 OOM = "tests.sweeps.oom_trial"
 SWEEP = "toy2d"  # the folder of a dataset-less (toy2d) sweep
@@ -71,8 +72,8 @@ def test_out_of_memory_is_retried_from_the_checkpoint_and_ends_ok(ray_session, t
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )
-def test_the_trainable_evaluation_lets_device_errors_through(error, status, tmp_path):
-    settings = TrialSettings(storage=str(tmp_path), sweep="sw", experiment="e", trial_module=FAKE)
+def test_the_trial_conclusion_lets_device_errors_through(error, status):
+    """The one rule every trial (solo, packed, or run_trial's) ends by: ``conclude``."""
     cfg = fake_trial.TrialConfig(dataset="fmnist", epochs=1, warmup_epochs=0)
     trial = fake_trial.Trial(cfg)
     trial.run_epoch()
@@ -82,10 +83,10 @@ def test_the_trainable_evaluation_lets_device_errors_through(error, status, tmp_
         raise error
 
     trial.evaluate = failing
-    writer = _Writer(settings, trial_id(cfg.to_dict()), cfg.to_dict())
     if status is None:
-        with pytest.raises(type(error)):
-            _finish(writer, trial)
-        assert not writer.has("evals")  # nothing final written: the retry evaluates again
+        with pytest.raises(type(error)):  # nothing concluded: Tune's retry evaluates again
+            conclude(trial, boundary=False)
     else:
-        assert _finish(writer, trial) == status and "singular system" in writer.error
+        result = conclude(trial, boundary=False)
+        assert result.status == status and result.evals == []
+        assert "singular system" in result.error and "singular system" in trial.error

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from ibnn.sweep.placement import BOOTSTRAP_CONFIG as BOOTSTRAP
-from ibnn.sweep.provenance import package_version
+from ibnn.sweep.cluster.provenance import package_version
+from ibnn.sweep.cluster.resources import BOOTSTRAP_CONFIG as BOOTSTRAP
 from tests.sweeps.conftest import REPO, python
 from tests.sweeps.test_sweep_replica import HEAD, Replica
 

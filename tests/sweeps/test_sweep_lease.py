@@ -14,7 +14,7 @@ import pytest
 
 from ibnn.results import Storage
 from ibnn.sweep import runner
-from ibnn.sweep.lease import LEASE_FILE, Holder, Lease, LeaseError
+from ibnn.sweep.cluster.lease import LEASE_FILE, Holder, Lease, LeaseError
 from tests.sweeps.conftest import FAKE, load_script
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
-from ibnn.sweep.packing import _chunks, _pack_status, member_configs, pack_variants
+from ibnn.sweep.trials.packing import _chunks, _pack_status, member_configs, pack_variants
 from tests.sweeps.conftest import REPO, kill_leftovers, load_script, python, ray_env
 
 SEEDS = ["--seeds", "3", "--ibnn-seeds", "3"]

@@ -9,9 +9,13 @@ import shutil
 
 import yaml
 
-from ibnn.sweep import runner
-from ibnn.sweep.cli import parse_args
-from ibnn.sweep.placement import DEFAULT_GPU_FRACTION, autoscaler_gpus, default_gpu_share
+from ibnn.sweep.cluster.resources import (
+    DEFAULT_GPU_FRACTION,
+    autoscaler_gpus,
+    default_gpu_share,
+    trial_resources,
+)
+from ibnn.sweep.command_line.args import parse_args
 from ibnn.sweep.plan import build_plan
 from tests.sweeps.conftest import REPO, load_script
 
@@ -37,17 +41,20 @@ def test_the_runner_asks_for_gpus_from_the_autoscaler_config(monkeypatch, tmp_pa
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0.0})  # only the head is up
     monkeypatch.setenv("HOME", str(tmp_path))
     spec = load_script("expressivity").SPEC
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0}, "cpu")  # no launcher
+    assert trial_resources(1.0, None) == ({"cpu": 1.0}, "cpu")  # no launcher
     shutil.copy(REPO / "cluster" / "cluster.yaml", tmp_path / "ray_bootstrap_config.yaml")
-    assert runner._resources(parse_args(spec, [])) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
+    assert trial_resources(1.0, None) == ({"cpu": 1.0, "gpu": 0.25}, "auto")
     explicit = parse_args(spec, ["--gpus-per-trial", "0"])  # the flag wins
-    assert runner._resources(explicit) == ({"cpu": 1.0}, "cpu")
+    assert trial_resources(explicit.cpus_per_trial, explicit.gpus_per_trial) == (
+        {"cpu": 1.0},
+        "cpu",
+    )
 
 
 def test_gpu_trials_use_the_assigned_card_or_the_device_set_explicitly():
     spec = load_script("expressivity").SPEC
     plan = build_plan(spec, parse_args(spec, []))
-    assert runner.trial_constants(plan, "auto")["device"] == "auto"  # cuda:0 = Ray's card
-    assert runner.trial_constants(plan, "cpu")["device"] == "cpu"
+    assert plan.trial_constants("auto")["device"] == "auto"  # cuda:0 = Ray's card
+    assert plan.trial_constants("cpu")["device"] == "cpu"
     strict = parse_args(spec, ["--set", "device=cuda"])  # no CPU fallback: fails without CUDA
-    assert runner.trial_constants(build_plan(spec, strict), "auto")["device"] == "cuda"
+    assert build_plan(spec, strict).trial_constants("auto")["device"] == "cuda"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ibnn.sweep.preflight import (
+from ibnn.sweep.cluster.preflight import (
     PreflightError,
     check_node,
     check_workers,

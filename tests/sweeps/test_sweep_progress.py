@@ -8,13 +8,13 @@ import logging
 import pickle
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
-import ibnn.sweep.progress as progress_mod
+import ibnn.sweep.trials.progress as progress_mod
 from ibnn.sweep import runner
-from ibnn.sweep.progress import SweepProgress, ray_logging_level
+from ibnn.sweep.trials.progress import SweepProgress, ray_logging_level
 from tests.sweeps.conftest import FAKE, REPO, load_script, python, ray_env
 
 # The driver's own lines: the start, status lines ("[0:00:10] ..."), the outcome.
@@ -25,6 +25,7 @@ OURS = re.compile(r"^(Starting sweep '|\[\d+:\d\d:\d\d\] |Sweep '[^']+' finished
 class FakeTrial:
     name: str
     status: str
+    last_result: dict = field(default_factory=dict)  # what Tune restored on a resume
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +62,8 @@ def test_a_callback_pickled_by_an_older_version_still_prints_on_resume(monkeypat
     clock[0] += 9000.0  # resumed hours later
     restored = SweepProgress.__new__(SweepProgress)
     restored.__setstate__(pickle.loads(pickle.dumps(state)))
-    line = restored.status_line([FakeTrial("a", "TERMINATED"), FakeTrial("b", "PENDING")])
+    ended = FakeTrial("a", "TERMINATED", {"status": "ok"})  # finished before the interruption
+    line = restored.status_line([ended, FakeTrial("b", "PENDING")])
     assert line.startswith("1/2 trials done (0 failed) | 0 running | 1 pending")
     restored.stream = io.StringIO()
     restored._print("x")
@@ -108,17 +110,37 @@ def test_verbose_keeps_rays_own_lines(short_tmp):
     assert any("Wrote the latest version of all result files" in ln for ln in foreign), foreign
 
 
-def test_without_verbose_rays_warnings_stay_and_only_the_token_notice_goes():
-    token = logging.getLogger(progress_mod._TOKEN_LOGGER)
+@pytest.mark.parametrize(
+    "name, notice, danger",
+    [
+        (
+            "ray._private.authentication.authentication_token_setup",
+            "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=...",
+            "Token authentication is disabled for this Ray cluster. Anyone with ...",
+        ),
+        (
+            "ray.tune.tune",
+            "Experiment has been interrupted, but the most recent state was saved.\nResume "
+            'experiment with: Tuner.restore(path="/x", trainable=...)',
+            "Trial t1 errored after 2 iterations",
+        ),
+        (
+            "ray.tune.analysis.experiment_analysis",
+            "Failed to fetch metrics for 2 trial(s):\n- t1: FileNotFoundError()",
+            "Could not find best trial",
+        ),
+    ],
+    ids=["token", "restore-hint", "fetch-metrics"],
+)
+def test_without_verbose_rays_warnings_stay_and_only_its_notices_go(name, notice, danger):
+    logger = logging.getLogger(name)
 
     def record(msg: str) -> logging.LogRecord:
-        return token.makeRecord(token.name, logging.WARNING, __file__, 1, msg, (), None)
+        return logger.makeRecord(logger.name, logging.WARNING, __file__, 1, msg, (), None)
 
-    notice = record("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=...")
-    danger = record("Token authentication is disabled for this Ray cluster. Anyone with ...")
     assert ray_logging_level(verbose=False) == logging.WARNING  # Ray's warnings still shown
-    assert not token.filter(notice) and token.filter(danger)
-    assert ray_logging_level(verbose=True) == logging.INFO and token.filter(notice)
+    assert not logger.filter(record(notice)) and logger.filter(record(danger))
+    assert ray_logging_level(verbose=True) == logging.INFO and logger.filter(record(notice))
 
 
 @pytest.mark.slow
@@ -130,3 +152,20 @@ def test_a_failing_trial_still_shows_rays_error_and_traceback(short_tmp):
     assert "ERROR" in text and "Traceback" in text
     assert "InjectedFailure: injected failure after epoch 0" in text
     assert any(ln.endswith("FAILED (see the error above)") for ln in lines)
+
+
+def test_status_line_after_ctrl_c_counts_no_stopped_trial_as_done_or_failed():
+    """At Ctrl-C Tune marks its running trials TERMINATED without completing them: they are
+    neither done nor failed (they wait to be resumed). A trial a search's scheduler stopped
+    (completed by Tune, its last status still "running") is done, and not failed."""
+    prog = SweepProgress(total=6, verbose=False)
+    trials = [FakeTrial(name, "RUNNING") for name in "abcd"]
+    for t in trials:
+        prog.on_trial_result(
+            0, trials, t, {"epochs_done": 1, "epochs_total": 4, "status": "running"}
+        )
+    prog.on_trial_complete(0, trials, trials[0])  # pruned by the scheduler
+    for t in trials:
+        t.status = "TERMINATED"  # the pruned one, and the three stopped at Ctrl-C
+    trials += [FakeTrial("e", "TERMINATED"), FakeTrial("f", "TERMINATED")]  # never started
+    assert prog.status_line(trials).startswith("1/6 trials done (0 failed) | 0 running | 5 pending")

@@ -14,7 +14,7 @@ import torch
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
-from ibnn.sweep.provenance import git_state, package_version, provenance, torch_cuda
+from ibnn.sweep.cluster.provenance import git_state, package_version, provenance, torch_cuda
 from ibnn.trial import Trial, TrialConfig
 from tests.sweeps.conftest import FAKE, REPO, load_script
 

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from ibnn.results import read_table
-from ibnn.sweep.cli import parse_args
+from ibnn.sweep.command_line.args import parse_args
 from ibnn.sweep.plan import build_plan
-from ibnn.sweep.trainable import flatten_config
+from ibnn.sweep.trials.identity import flatten_config
 from tests.sweeps.conftest import FAKE, REPO, kill_leftovers, load_script, python, ray_env
 from tests.sweeps.fake_trial import Trial, TrialConfig
 

@@ -12,9 +12,9 @@ import pytest
 
 from ibnn.results import read_table
 from ibnn.sweep import runner
-from ibnn.sweep.cli import parse_args
+from ibnn.sweep.command_line.args import parse_args
 from ibnn.sweep.plan import build_plan
-from ibnn.sweep.trainable import flatten_config, trial_id
+from ibnn.sweep.trials.identity import flatten_config, trial_id
 from tests.sweeps.conftest import FAKE, load_script
 
 pytestmark = pytest.mark.slow  # Ray sweeps end to end (seconds to a minute each)

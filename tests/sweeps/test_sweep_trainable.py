@@ -11,7 +11,9 @@ import pytest
 from ray import tune
 
 from ibnn.results import read_table
-from ibnn.sweep.trainable import TrialSettings, flatten_config, make_trainable
+from ibnn.sweep.spec import SMOKE
+from ibnn.sweep.trials.identity import TrialSettings, flatten_config
+from ibnn.sweep.trials.trainable import make_trainable
 from tests.sweeps.conftest import FAKE
 
 CONFIG = {
@@ -143,15 +145,61 @@ def test_a_gpu_that_torch_cannot_use_is_said_on_the_console(monkeypatch, capsys)
     import ray
     import torch
 
-    from ibnn.sweep import trainable
+    from ibnn.sweep.trials import session
 
     on_cpu = SimpleNamespace(device=torch.device("cpu"))  # a Trial's device, as it chose it
     on_gpu = SimpleNamespace(device=torch.device("cuda"))
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])  # Ray assigned a card
-    trainable._say_if_gpu_unused("t1", on_cpu)
+    session.say_if_gpu_unused("t1", on_cpu)
     assert "trial t1: Ray assigned it GPU [0]" in capsys.readouterr().err
-    trainable._say_if_gpu_unused("t1", on_gpu)  # torch uses the card: nothing to say
+    session.say_if_gpu_unused("t1", on_gpu)  # torch uses the card: nothing to say
     monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])  # a CPU trial on the CPU
-    trainable._say_if_gpu_unused("t1", on_cpu)
+    session.say_if_gpu_unused("t1", on_cpu)
     assert capsys.readouterr().err == ""
+
+
+PACK_CONFIG = {
+    **SMOKE,
+    "dataset": "fmnist",
+    "epochs": 2,
+    "device": "cpu",
+    "evals": ["clean"],
+    "lam": 0.0,
+    "pack": [{"family": "sm", "seed": 0}, {"family": "sm", "seed": 1}],
+}
+
+
+def test_a_packed_trial_with_an_unreadable_checkpoint_restarts_as_a_solo_one_does(
+    monkeypatch, tmp_path, capsys
+):
+    """The one epoch loop: a pack (real ibnn.trial members) continues from its checkpoint,
+    and restarts from its first epoch, with the same rows, when that checkpoint is gone."""
+    settings = TrialSettings(storage=str(tmp_path / "st"), sweep="sw", experiment="exp")
+    first = run(monkeypatch, tmp_path, settings, config=PACK_CONFIG)
+    assert [m["epochs_done"] for m, _ in first.reports] == [1, 2, 3]
+    assert all(m["members"] == 2 for m, _ in first.reports)
+    full = read_table(settings.storage, "sw", "epochs").to_pandas()
+    assert len(full) == 6 and full.groupby("trial_id").size().tolist() == [3, 3]
+    resumed = run(
+        monkeypatch,
+        tmp_path,
+        settings,
+        resume_from=first.reports[0][1],
+        name="b",
+        config=PACK_CONFIG,
+    )
+    assert [m["epochs_done"] for m, _ in resumed.reports] == [2, 3]  # from its checkpoint
+    capsys.readouterr()
+    gone = run(
+        monkeypatch, tmp_path, settings, resume_from=tmp_path / "gone", name="c", config=PACK_CONFIG
+    )
+    assert [m["epochs_done"] for m, _ in gone.reports] == [1, 2, 3]  # from its first epoch
+    assert "unreadable" in capsys.readouterr().err
+    again = read_table(settings.storage, "sw", "epochs").to_pandas()
+    key = ["trial_id", "epoch"]
+    assert again.sort_values(key)["train_loss"].tolist() == pytest.approx(
+        full.sort_values(key)["train_loss"].tolist(), rel=1e-6
+    )
+    trials = read_table(settings.storage, "sw", "trials").to_pandas()
+    assert trials["status"].tolist() == ["ok", "ok"] and trials["epochs_done"].tolist() == [3, 3]

@@ -13,8 +13,8 @@ import pandas as pd
 from analysis.load import load_sweep
 from ibnn.results import Storage, read_table
 from ibnn.results.storage import COMPACT_FILE, compact_table
-from ibnn.sweep.lease import Lease
-from tests.sweeps.s3_server import s3_server
+from ibnn.sweep.cluster.lease import Lease
+from tests.sweeps.s3_server import CREDENTIALS, s3_server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
@@ -34,7 +34,8 @@ def write_sweep(st: Storage, sweep: str, n: int) -> None:
     ctx = {"experiment": "expressivity"}
     for tid in range(n):
         st.write_rows(sweep, "epochs", f"t{tid:04d}", epoch_rows(tid), ctx)
-    st.write_json(f"{sweep}/sweep.json", {"sweep": sweep, "experiment": "expressivity"})
+    meta = {"sweep": sweep, "experiment": "expressivity", "status": "finished"}
+    st.write_json(f"{sweep}/sweep.json", {**meta, "finished": "2026-12-07T05:00:00+00:00"})
 
 
 def frame(st: Storage, sweep: str) -> pd.DataFrame:
@@ -91,3 +92,53 @@ def test_compaction_on_object_storage(tmp_path):
         assert st.list_trial_ids("sw", "epochs") == [] and st.exists("sw", "epochs", COMPACT_FILE)
         pd.testing.assert_frame_equal(frame(st, "sw"), before)
         pd.testing.assert_frame_equal(analysed(f"{st.root}/sw", uri), seen)
+
+
+def compact(folder, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=REPO, **CREDENTIALS)
+    cmd = [sys.executable, "-m", "ibnn.sweep", "compact", str(folder), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.*"))}
+
+
+def one_line_refusal(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    return proc.stderr
+
+
+def test_an_unfinished_sweep_is_refused_and_left_as_it_is(tmp_path):
+    st = Storage(str(tmp_path))
+    write_sweep(st, "sw", 4)
+    meta = st.read_json("sw/sweep.json")
+    st.write_json("sw/sweep.json", {**meta, "status": "interrupted", "finished": None})
+    before = files(tmp_path / "sw")
+    err = one_line_refusal(compact(tmp_path / "sw"))
+    assert f"{tmp_path}/sw: the sweep has not finished (status 'interrupted')" in err
+    assert "--resume" in err and files(tmp_path / "sw") == before
+
+
+def test_a_truncated_file_is_one_line_and_nothing_is_touched(tmp_path):
+    st = Storage(str(tmp_path))
+    write_sweep(st, "sw", 4)
+    victim = tmp_path / "sw" / "epochs" / "t0002.parquet"
+    victim.write_bytes(victim.read_bytes()[:-40])  # cut off the footer
+    before = files(tmp_path / "sw")
+    proc = compact(tmp_path / "sw")
+    err = one_line_refusal(proc)
+    assert f"{tmp_path}/sw/epochs: " in err and "Parquet" in err, err
+    assert files(tmp_path / "sw") == before
+    verbose = compact(tmp_path / "sw", "--verbose")
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_an_unreachable_object_store_is_one_line(tmp_path):
+    with s3_server(tmp_path / "moto.log") as server:
+        uri = server.uri("res")
+        write_sweep(Storage(uri), "sw", 2)
+    where = uri.replace("/res?", "/res/sw?")  # the server has stopped: nothing answers there
+    err = one_line_refusal(compact(where))
+    assert f"{where}: " in err and "AWS Error NETWORK_CONNECTION" in err

@@ -14,7 +14,8 @@ from analysis.load import load_storage
 from analysis.report import compute_report
 from analysis.stats import BootstrapSpec
 from ibnn.results.schema import SCHEMAS, STATUSES, TABLES
-from ibnn.sweep.trainable import TrialSettings, make_trainable
+from ibnn.sweep.trials.identity import TrialSettings
+from ibnn.sweep.trials.trainable import make_trainable
 from tests.sweeps.test_sweep_trainable import FakeTune
 
 SWEEP = "expressivity_fmnist"

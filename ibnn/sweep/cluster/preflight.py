@@ -88,7 +88,7 @@ def _probe(storage_uri: str) -> dict[str, Any]:
     import ray
 
     from ibnn.results import Storage
-    from ibnn.sweep.provenance import package_version
+    from ibnn.sweep.cluster.provenance import package_version
 
     host = socket.gethostname()
     out = {
@@ -187,7 +187,7 @@ def driver_versions() -> dict[str, Any]:
 
     import ray
 
-    from ibnn.sweep.provenance import package_version
+    from ibnn.sweep.cluster.provenance import package_version
 
     return {
         "python": ".".join(platform.python_version_tuple()[:2]),

@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BOOTSTRAP_CONFIG", "DEFAULT_GPU_FRACTION", "autoscaler_gpus", "default_gpu_share"]
+__all__ = [
+    "BOOTSTRAP_CONFIG",
+    "DEFAULT_GPU_FRACTION",
+    "autoscaler_gpus",
+    "default_gpu_share",
+    "trial_resources",
+]
 
 DEFAULT_GPU_FRACTION = 0.25  # a small model takes a quarter of a card by default
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # written by `ray up` on the head
@@ -48,3 +54,29 @@ def default_gpu_share(
     if cluster_resources.get("GPU", 0) > 0 or autoscaler_gpus(config_path) > 0:
         return DEFAULT_GPU_FRACTION
     return 0.0
+
+
+def trial_resources(
+    cpus_per_trial: float, gpus_per_trial: float | None
+) -> tuple[dict[str, float], str]:
+    """The Ray resources of one trial and the device its config names.
+
+    Args:
+        cpus_per_trial: ``--cpus-per-trial``.
+        gpus_per_trial: ``--gpus-per-trial``; None: ``default_gpu_share`` of the cluster that
+            Ray is connected to (what it can provide, not only what is up now).
+
+    Returns:
+        ``({"cpu": ..., ["gpu": ...]}, device)``: device "auto" for GPU trials (the GPU Ray
+        assigned: CUDA_VISIBLE_DEVICES holds it, so it is cuda:0; or the CPU where torch cannot
+        use CUDA, which the trial says), else "cpu".
+    """
+    import ray
+
+    gpus = gpus_per_trial
+    if gpus is None:
+        gpus = default_gpu_share(ray.cluster_resources())
+    request = {"cpu": cpus_per_trial}
+    if gpus > 0:
+        request["gpu"] = gpus
+    return request, ("auto" if gpus > 0 else "cpu")

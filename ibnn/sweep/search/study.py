@@ -1,7 +1,7 @@
 """The search's Optuna study: where it lives (``--study-storage``), how TPE is set up, how many
 trials run at once, and the check of a ``--space`` restriction. Imports no Ray: the command line
 is validated with it before Ray starts. The Tune searcher that drives the study is
-``ibnn.sweep.searcher``.
+``ibnn.sweep.search.searcher``.
 
 Storage (``--study-storage``): an SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``,
 ``mysql://...``) is an RDB storage; anything else is a path to an Optuna journal file (for a

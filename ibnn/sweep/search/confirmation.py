@@ -18,13 +18,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ibnn.results.schema import OK
-from ibnn.sweep.spec import NEURON_KEYS, SEARCH_SEED
-from ibnn.sweep.trainable import SEARCH_NUMBER
+from ibnn.sweep.spec import SEARCH_SEED
+from ibnn.sweep.trials.identity import SEARCH_NUMBER
+from ibnn.vocab import NEURON_KEYS
 
-__all__ = ["CONFIRM_DIR", "MIN_SEEDS", "best_confirmed", "confirm_variants", "config_key"]
+__all__ = [
+    "CONFIRM_SEEDS",
+    "CONFIRM_TOP",
+    "MIN_SEEDS",
+    "confirmed_choice",
+    "confirm_variants",
+    "config_key",
+]
 
-CONFIRM_DIR = "ray_confirm"  # the confirmation grid's Tune state, beside the search's "ray"
 MIN_SEEDS = 2  # seeds a configuration needs before --from-search may pick it
+CONFIRM_TOP = 3  # configurations a search re-runs by default (--confirm-top; 0: none)
+CONFIRM_SEEDS = 2  # fresh seeds of each by default (--confirm-seeds)
 
 
 def config_key(cfg: Mapping[str, Any]) -> str:
@@ -65,10 +74,14 @@ def confirm_variants(
     return variants
 
 
-def best_confirmed(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def confirmed_choice(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The configuration ``--from-search`` picks: highest median objective over its seeds among
     configurations with "ok" trials on at least MIN_SEEDS seeds (ties: more seeds, then the
     search trial's id). None when no configuration qualifies.
+
+    The sweep's one rule for a search's best configuration. The report's ranking of a search's
+    arms (``analysis.derived.search_best``: median validation accuracy at the selected epoch
+    over every trial of an arm, one seed included) is a summary for reading, not this choice.
 
     Returns:
         ``{"config", "trial_id" (the search trial), "search_number", "seeds", "objectives",

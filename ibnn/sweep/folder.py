@@ -1,15 +1,14 @@
-"""The sweep folder's ``sweep.json``: what a folder holds, whether a run may use it, and the best
-configuration of a finished search.
+"""The sweep folder's rules: whether a run may use ``<storage>/<sweep>``, where Ray Tune keeps its
+state there, and how a ``<storage>/<sweep>`` path splits.
 
-``sweep.json`` records the sweep name, the experiment, the script and its arguments, the spec
-(the trial set: constants and variants, or the search settings) with its fingerprint, the expected
-trial count, timestamps (started, resumed, finished) and, once the Tuner returns, the counts of ok
-and failed trials. Two runs are the same sweep when their fingerprints agree.
+The folder's record is ``sweep.json`` (``ibnn.results.sweep_record``): it names the experiment,
+the arguments, the trial set (``spec``) and its fingerprint. Two runs are the same sweep when
+their fingerprints agree. Ray Tune's state lives in ``ray/`` (a search's confirmation grid in
+``ray_confirm/``); the Parquet tables beside it are the results.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -18,31 +17,27 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from ibnn.results import Storage, read_table
-from ibnn.sweep.lease import LEASE_FILE
+from ibnn.results import Storage
+from ibnn.results.sweep_record import SWEEP_JSON, read_record
+from ibnn.sweep.cluster.lease import LEASE_FILE
 
 __all__ = [
+    "CONFIRM_DIR",
+    "RAY_DIR",
     "FolderError",
     "check_folder",
     "fingerprint",
-    "load_search_choice",
-    "now",
     "split_sweep_path",
     "tune_location",
     "tune_state_exists",
 ]
 
-SWEEP_JSON = "sweep.json"
-RAY_DIR = "ray"
+RAY_DIR = "ray"  # Ray Tune's state of the sweep, in the sweep folder
+CONFIRM_DIR = "ray_confirm"  # the confirmation grid's Tune state, beside a search's "ray"
 
 
 class FolderError(ValueError):
     """The storage folder cannot be used by this run (the message says why and what to do)."""
-
-
-def now() -> str:
-    """The current UTC time, ISO 8601 with seconds."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def fingerprint(spec_record: Mapping[str, Any]) -> str:
@@ -102,7 +97,7 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
             this sweep's state without ``--resume``, or has nothing to resume with ``--resume``.
     """
     where = storage.join_uri(sweep)
-    meta = storage.read_json(f"{sweep}/{SWEEP_JSON}") if storage.exists(sweep, SWEEP_JSON) else None
+    meta = read_record(storage, sweep)
     if meta is None and storage.exists(sweep):
         selector = pafs.FileSelector(storage.path(sweep), allow_not_found=True)
         if [i for i in storage.fs.get_file_info(selector) if i.base_name != LEASE_FILE]:
@@ -110,11 +105,11 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
                 f"{where} exists and holds files but no {SWEEP_JSON}: it is not a sweep folder "
                 f"of this platform. Nothing was changed; choose another --storage or --name."
             )
-    if meta is not None and meta.get("fingerprint") != fingerprint(spec_record):
-        diff = _diff_keys(meta.get("spec", {}), spec_record)
+    if meta is not None and meta.fingerprint != fingerprint(spec_record):
+        diff = _diff_keys(meta.spec, spec_record)
         raise FolderError(
-            f"{where} holds another sweep's results (experiment {meta.get('experiment')!r}, "
-            f"dataset {meta.get('dataset')!r}); its spec differs from this run's in "
+            f"{where} holds another sweep's results (experiment {meta.experiment!r}, "
+            f"dataset {meta.dataset!r}); its spec differs from this run's in "
             f"{diff or ['fingerprint']}. Nothing was changed; choose another --storage or "
             f"--name, or rerun with the original arguments."
         )
@@ -127,9 +122,9 @@ def check_folder(storage: Storage, sweep: str, spec_record: Mapping[str, Any], r
             )
         return "restore"
     if restorable:
-        state = "finished" if meta and meta.get("finished") else "started"
+        state = "finished" if meta and meta.finished else "started"
         raise FolderError(
-            f"{where} already holds this sweep ({state} {meta.get('started') if meta else ''}). "
+            f"{where} already holds this sweep ({state} {meta.started if meta else ''}). "
             f"Nothing was changed; pass --resume to continue it, or choose another --storage "
             f"or --name for a new run."
         )
@@ -146,57 +141,3 @@ def split_sweep_path(path: str) -> tuple[str, str]:
     if not name or not root or root.endswith(":/"):
         raise FolderError(f"expected a sweep folder <storage>/<sweep>, got {path!r}")
     return (f"{root}?{query}" if query else root), name
-
-
-def load_search_choice(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The best confirmed configuration of a search sweep, read from its Parquet ``trials`` table.
-
-    Best = highest median objective (validation accuracy at the selected epoch) over the seeds of
-    a configuration, among configurations with "ok" trials on at least two seeds (the search's
-    seed and its confirmation seeds, see ``ibnn.sweep.confirm``).
-
-    Args:
-        path: the search's sweep folder, ``<storage>/<sweep>``.
-
-    Returns:
-        ``(neuron, info)``: neuron is {lam, p, w_extent, lam_trainable}; info names the source,
-        the search trial that found it (trial_id, Optuna number), the seeds and objectives that
-        chose it, their median and the dataset.
-
-    Raises:
-        FolderError: no search sweep there, or no configuration confirmed on two seeds yet.
-    """
-    from ibnn.sweep.confirm import MIN_SEEDS, best_confirmed
-
-    root, name = split_sweep_path(path)
-    st = Storage(root)
-    if not st.exists(name, SWEEP_JSON):
-        raise FolderError(f"--from-search {path}: no {SWEEP_JSON} there (not a sweep folder)")
-    meta = st.read_json(f"{name}/{SWEEP_JSON}")
-    if meta.get("kind") != "search":
-        raise FolderError(
-            f"--from-search {path}: that sweep is {meta.get('experiment')!r} (kind "
-            f"{meta.get('kind')!r}), not a search"
-        )
-    rows = read_table(st, name, "trials").to_pylist()
-    best = best_confirmed(rows)
-    if best is None:
-        ok = sum(1 for r in rows if r["status"] == "ok")
-        raise FolderError(
-            f"--from-search {path}: no configuration has finished with status 'ok' on "
-            f"{MIN_SEEDS} or more seeds yet ({len(rows)} trial files, {ok} ok); resume the "
-            f"search (with --confirm-top >= 1) until its confirmation runs have finished"
-        )
-    cfg = best["config"]
-    neuron = {k: cfg[k] for k in ("lam", "p", "w_extent", "lam_trainable")}
-    info = {
-        "path": path,
-        "trial_id": best["trial_id"],
-        "search_number": best["search_number"],
-        "seeds": best["seeds"],
-        "objectives": best["objectives"],
-        "objective": best["objective"],
-        "dataset": cfg.get("dataset"),
-        "finished_trials": sum(1 for r in rows if r["status"] == "ok"),
-    }
-    return neuron, info

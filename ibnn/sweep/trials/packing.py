@@ -3,7 +3,7 @@
 A grid sweep's trials that may share a pack (equal ``ibnn.trial.pack.pack_key``: same
 architecture, data set and recipe; seeds, lam and p may differ) are cut into packs of at most
 ``--pack K`` trials, of nearly equal sizes. Each pack is one Tune trial whose config holds its
-members under ``"pack"``; its trainable (:func:`run_pack_trial`) builds one
+members under ``"pack"``; the trainable (``ibnn.sweep.trials.trainable``) builds one
 :class:`ibnn.trial.Trial` per member, trains them as a :class:`ibnn.trial.pack.TrialPack`, and
 writes every member's own rows (its ``trial_id``, epochs, evals and trials row) exactly as a
 solo trial would, checkpointing every member (``<trial_id>.pt``) in the pack's checkpoint.
@@ -18,10 +18,10 @@ than ``ibnn.trial``.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ibnn.results.schema import OK, RUNNING
 
 __all__ = [
     "AUTO_PACK_CPU",
@@ -30,7 +30,7 @@ __all__ = [
     "auto_pack",
     "member_configs",
     "pack_variants",
-    "run_pack_trial",
+    "pack_metrics",
 ]
 
 PACK = "pack"  # config key of a pack's members (their grid variants)
@@ -105,54 +105,7 @@ def member_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{**shared, "variant": v} for v in config[PACK]]
 
 
-def run_pack_trial(config: dict[str, Any], settings: Any) -> None:
-    """The trainable's body for a pack (see the module docstring)."""
-    from ray import tune
-
-    from ibnn.sweep.trainable import (
-        _finish,
-        _metrics,
-        _say_if_gpu_unused,
-        _staging_dir,
-        _where,
-        _Writer,
-        prepared_config,
-    )
-    from ibnn.trial import Trial
-    from ibnn.trial.pack import TrialPack
-
-    members = []
-    for member in member_configs(config):
-        cfg, tid = prepared_config(member, settings)
-        members.append((Trial(cfg), _Writer(settings, tid, cfg.to_dict()), tid, cfg))
-    _say_if_gpu_unused(members[0][2], members[0][0])  # the members share their device
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            for trial, _, tid, _ in members:
-                trial.load(os.path.join(d, f"{tid}.pt"))
-    for trial, writer, _, _ in members:  # restored from the final checkpoint, not evaluated
-        if trial.done and not writer.has("evals"):
-            writer.trial_row(_finish(writer, trial), trial.records)
-    pack = TrialPack([trial for trial, _, _, _ in members])
-    scratch = _staging_dir()
-    by_trial = {id(trial): (writer, tid, cfg) for trial, writer, tid, cfg in members}
-    while not pack.done:
-        metrics = []
-        for trial, rec in pack.run_epoch():
-            writer, tid, cfg = by_trial[id(trial)]
-            _where(rec)
-            writer.rows("epochs", trial.records)
-            status = _finish(writer, trial) if trial.done else trial.status
-            writer.trial_row(status, trial.records)
-            metrics.append(_metrics(tid, trial, cfg, status))
-        with tempfile.TemporaryDirectory(prefix="ibnn-ckpt-", dir=scratch) as d:
-            for trial, _, tid, _ in members:
-                trial.save(os.path.join(d, f"{tid}.pt"))
-            tune.report(_pack_metrics(metrics), checkpoint=tune.Checkpoint.from_directory(d))
-
-
-def _pack_metrics(members: list[dict[str, Any]]) -> dict[str, Any]:
+def pack_metrics(members: list[dict[str, Any]]) -> dict[str, Any]:
     """One report for a pack: the most advanced member's progress, the best objective."""
     first = max(members, key=lambda m: m["epochs_done"])
     objectives = [m["objective"] for m in members if m["objective"] == m["objective"]]
@@ -168,6 +121,6 @@ def _pack_metrics(members: list[dict[str, Any]]) -> dict[str, Any]:
 def _pack_status(statuses: list[str]) -> str:
     """A pack's status for the console: "running" while a member runs, "ok" when every member
     ended ok, else the first other ending (the members' own rows say which)."""
-    if "running" in statuses:
-        return "running"
-    return next((s for s in statuses if s != "ok"), "ok")
+    if RUNNING in statuses:
+        return RUNNING
+    return next((s for s in statuses if s != OK), OK)
