@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The performance benchmarks on CUDA, in under 8 minutes on one GPU (run from the repository
+# The performance benchmarks on CUDA, in under 12 minutes on one GPU (run from the repository
 # root; PYTHON defaults to python). Prints each benchmark's table, then an eval-determinism
 # check. Each step has its own time limit so one slow step cannot eat the others' time.
 #
 #     bash benchmarks/gpu_check.sh [DATA_ROOT]
 #
 # The pack benchmark runs K = 32 trials one at a time and packed (issue 11: >= 10x on a GPU).
+# The trial benchmark times whole epochs (training, validation, test) IBNN vs SM (issue 18:
+# <= 5x at lam = -1 with global w, <= 15x at w_extent = 5 on a GPU).
 set -u
 PY=${PYTHON:-python}
 ROOT=${1:-~/.cache/ibnn/data}
@@ -23,6 +25,8 @@ step 120 "search space" $PY benchmarks/search_space.py --device cuda --data-root
   --threads 0 --repeats 10
 step 150 "pack (K = 32)" $PY benchmarks/pack.py --device cuda --k 32 --data-root "$ROOT" \
   --max-train 2000 --max-test 1000 --epochs 1
+step 240 "trial epochs (issue 18)" $PY benchmarks/trial.py --device cuda --data-root "$ROOT" \
+  --modes single
 step 30 "eval determinism on cuda" $PY - <<'PYEOF'
 import torch
 from ibnn import ucn

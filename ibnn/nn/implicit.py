@@ -45,10 +45,26 @@ def _split_finite(y: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(finite[:, None], y, torch.zeros_like(y)), finite
 
 
-def _solve(y: Tensor, lam: float, coupling: Coupling, solver: Callable, tol: float, max_iter):
+def _solve(
+    y: Tensor,
+    lam: float,
+    coupling: Coupling,
+    solver: Callable,
+    tol: float,
+    max_iter,
+    z0: Tensor | None = None,
+    linearization: bool = True,
+):
     y_safe, finite = _split_finite(y)
-    kwargs = {"tol": tol} if max_iter is None else {"tol": tol, "max_iter": max_iter}
-    z, info = solver(FixedPointProblem(y_safe, lam, coupling), y_safe.clone(), **kwargs)
+    kwargs = {"tol": tol, "linearization": linearization}
+    if max_iter is not None:
+        kwargs["max_iter"] = max_iter
+    if z0 is None:
+        start = y_safe.clone()
+    else:  # a warm start; rows without a finite one start from y (still called warm: cheap)
+        start = torch.where(torch.isfinite(z0).all(dim=-1)[:, None], z0, y_safe)
+        kwargs["warm"] = True
+    z, info = solver(FixedPointProblem(y_safe, lam, coupling), start, **kwargs)
     if not bool(finite.all()):
         z = torch.where(finite[:, None], z, torch.full_like(z, float("nan")))
         info.residual = torch.where(
@@ -74,9 +90,9 @@ def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: 
 
 class _FixedPoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, lam_t, coupling, solver, tol, max_iter, bwd_rtol, record):
+    def forward(ctx, y, lam_t, coupling, solver, tol, max_iter, bwd_rtol, record, z0):
         with torch.no_grad():
-            z, info = _solve(y, float(lam_t), coupling, solver, tol, max_iter)
+            z, info = _solve(y, float(lam_t), coupling, solver, tol, max_iter, z0)
         ctx.lin = info.linearization if bool(info.residual.isfinite().all()) else None
         info.linearization = None  # the record keeps statistics only
         record.forward = info
@@ -98,7 +114,7 @@ class _FixedPoint(torch.autograd.Function):
         grad_lam = None
         if ctx.needs_input_grad[1]:
             grad_lam = -(torch.nan_to_num(u) * cross).sum().reshape(())
-        return u, grad_lam, None, None, None, None, None, None
+        return u, grad_lam, None, None, None, None, None, None, None
 
 
 def fixed_point(
@@ -110,8 +126,13 @@ def fixed_point(
     max_iter: int | None,
     bwd_rtol: float,
     record: SolveRecord,
+    z0: Tensor | None = None,
 ) -> Tensor:
     """The fixed point z of z = y - lam B(z), differentiable in y and lam.
+
+    Without a gradient to compute (``torch.no_grad()``, or neither y nor lam requiring one)
+    the solve runs forward only: Newton keeps no linearization for a backward pass and lets
+    finished rows leave its iteration whatever the coupling.
 
     Args:
         y: (R, D) rows of linear pre-activations.
@@ -122,11 +143,21 @@ def fixed_point(
         max_iter: solver iteration cap (None: the solver's default).
         bwd_rtol: relative tolerance of the backward CG solve.
         record: receives the solve statistics.
+        z0: optional warm start (R, D), the fixed point of a nearby problem (the same rows'
+            solve in the previous epoch); the fixed point is unique (lam < 1/(2p)), so it
+            changes the iterations only. Rows whose start is not finite start from y.
 
     Returns:
         (R, D) fixed point.
     """
-    return _FixedPoint.apply(y, lam, coupling, solver, tol, max_iter, bwd_rtol, record)
+    if z0 is not None:
+        z0 = z0.to(y.dtype)
+    if not (torch.is_grad_enabled() and (y.requires_grad or lam.requires_grad)):
+        # forward only (evaluation): no autograd node, no linearization kept for a backward
+        z, info = _solve(y, float(lam), coupling, solver, tol, max_iter, z0, linearization=False)
+        record.forward = info
+        return z
+    return _FixedPoint.apply(y, lam, coupling, solver, tol, max_iter, bwd_rtol, record, z0)
 
 
 class _CrossTerm(torch.autograd.Function):

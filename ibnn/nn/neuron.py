@@ -148,6 +148,9 @@ class ImplicitBias(nn.Module):
             self.register_buffer("lam_fixed", torch.tensor(float(lam)))
         self.record = SolveRecord()
         self._couplings: dict[tuple, Coupling] = {}
+        # where the rows of the next solves start from and leave their z (per-sample warm
+        # starts, set by ibnn.nn.warm.WarmStarts.use); None: cold starts
+        self.warm_start = None
 
     # -- lam ---------------------------------------------------------------------------------
     def _to_raw(self, lam: float) -> float:
@@ -235,10 +238,16 @@ class ImplicitBias(nn.Module):
         if self.lite:
             return rows - lam * cross_term(rows, coupling)
         bwd_rtol = 1e-10 if rows.dtype == torch.float64 else 1e-5
-        return fixed_point(
+        # a warm start only where the fixed point is unique (it must not pick a solution)
+        warm = None if self.allow_unsafe_lam else self.warm_start
+        z = fixed_point(
             rows, lam, coupling, self.solve_fn, self.tol_for(rows.dtype), self.max_iter,
             bwd_rtol, self.record if record is None else record,
+            None if warm is None else warm.start(rows),
         )  # fmt: skip
+        if warm is not None:
+            warm.keep(z)
+        return z
 
     def tol_for(self, dtype: torch.dtype) -> float:
         """The forward tolerance used for rows of ``dtype``."""

@@ -1,9 +1,13 @@
 """Forward solvers for z = y - lam * B(z), chosen by name from one registry.
 
-Every solver has the signature ``solve(problem, z0, *, tol, max_iter) -> (z, SolveInfo)``
-and works on rows (R, D) that are independent problems. Convergence is judged per row by the
-max-norm residual ||z - y + lam B(z)||_inf <= tol, or, below float64, by a rounding floor that
-a float64 solution confirms: a row above ``tol`` counts as converged only within 2x of the
+Every solver has the signature ``solve(problem, z0, *, tol, max_iter, warm=False,
+linearization=True) -> (z, SolveInfo)`` and works on rows (R, D) that are independent
+problems. ``warm``: z0 is the fixed point of a nearby problem (the same sample's solve in the
+previous epoch), to be started from as it is; ``linearization``: return the linearization at
+z for the backward pass (False: a forward-only solve). Only Newton reads the two (the other
+solvers always start from z0 and return no linearization). Convergence is judged per row by
+the max-norm residual ||z - y + lam B(z)||_inf <= tol, or, below float64, by a rounding floor
+that a float64 solution confirms: a row above ``tol`` counts as converged only within 2x of the
 residual of its float64 solution rounded to its dtype (:func:`confirmed_floor`). Rows that do
 not converge are reported in :class:`SolveInfo`, never raised.
 
@@ -350,21 +354,30 @@ def _secant_length(
 
 
 def newton(
-    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 50
+    problem: FixedPointProblem,
+    z0: Tensor,
+    *,
+    tol: float,
+    max_iter: int = 50,
+    warm: bool = False,
+    linearization: bool = True,
 ) -> tuple[Tensor, SolveInfo]:
     """Globalised inexact Newton-CG (see the module docstring).
 
     For lam < 0 each row starts from whichever of z0 and :func:`linear_start` has the
     smaller residual, or from the linear start alone once -lam p >= 2.5 (where it wins almost
-    always). Rows that are done leave the iteration once at least half are (see :func:`cg`).
+    always); a ``warm`` z0 (the fixed point of a nearby problem: the same sample's solve in
+    the previous epoch) is taken as it is. Rows that are done leave the iteration once at
+    least half are (see :func:`cg`): where the coupling can merge linearizations back, or
+    always without ``linearization`` (a forward-only solve: no linearization is returned).
     """
     lam, y = problem.lam, problem.y
     coupling = problem.coupling
     z = z0
     inner = 0
-    if lam < 0 and -lam * coupling.p >= _LINEAR_START_ALONE:
+    if lam < 0 and not warm and -lam * coupling.p >= _LINEAR_START_ALONE:
         z, inner = linear_start(problem)
-    elif lam < 0:  # compare the two starts by their residuals, linearise only the chosen one
+    elif lam < 0 and not warm:  # compare the two starts by their residuals, linearise one
         z_lin, inner = linear_start(problem)
         f0 = problem.residual(z0, coupling.cross(z0)).norm(dim=-1)
         f_l = problem.residual(z_lin, coupling.cross(z_lin)).norm(dim=-1)
@@ -390,7 +403,7 @@ def newton(
             break
         # only where rows can be merged back: linearising every row once more at the end
         # (the grid, float64 sums) cost more than the dropped rows saved
-        can_drop = lin.subset is not None and lin.merge is not None
+        can_drop = lin.subset is not None and (lin.merge is not None or not linearization)
         if can_drop and int(active.sum()) <= _COMPACT * active.shape[0]:
             keep = active.nonzero()[:, 0]
             if rows is None:
@@ -398,7 +411,8 @@ def newton(
             else:
                 z_all.index_copy_(0, rows, z)
                 res_all.index_copy_(0, rows, res)
-                lin_all = lin_all.put(rows, lin, reuse=True)
+                if linearization:
+                    lin_all = lin_all.put(rows, lin, reuse=True)
             rows = keep if rows is None else rows[keep]
             z, f, res, lin = z[keep], f[keep], res[keep], lin.take(keep)
             stalled, previous, active = stalled[keep], previous[keep], active[keep]
@@ -456,8 +470,9 @@ def newton(
     if rows is not None:
         z_all.index_copy_(0, rows, z)
         res_all.index_copy_(0, rows, res)
-        z, res, lin = z_all, res_all, lin_all.put(rows, lin, reuse=True)
-    return z, _info(problem, z, tol, it, inner, res, lin, row_iters)
+        z, res = z_all, res_all
+        lin = lin_all.put(rows, lin, reuse=True) if linearization else None
+    return z, _info(problem, z, tol, it, inner, res, lin if linearization else None, row_iters)
 
 
 def _damped_iteration(
@@ -476,7 +491,7 @@ def _damped_iteration(
 
 
 def descent(
-    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 5000
+    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 5000, **_: bool
 ) -> tuple[Tensor, SolveInfo]:
     """Energy descent of Eq. (12) with the fixed step that guarantees monotone energy."""
     tau = 1.0 / (1.0 + 2.0 * problem.coupling.p * max(0.0, -problem.lam))
@@ -484,7 +499,7 @@ def descent(
 
 
 def picard(
-    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 200
+    problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 200, **_: bool
 ) -> tuple[Tensor, SolveInfo]:
     """Plain fixed-point iteration z <- y - lam B(z) (the step tau = 1 of Eq. 12)."""
     return _damped_iteration(problem, z0, 1.0, tol, max_iter)
@@ -492,7 +507,7 @@ def picard(
 
 def _torchdeq(name: str):
     def solve(
-        problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 50
+        problem: FixedPointProblem, z0: Tensor, *, tol: float, max_iter: int = 50, **_: bool
     ) -> tuple[Tensor, SolveInfo]:
         from torchdeq.solver import get_solver as deq_solver
 

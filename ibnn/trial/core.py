@@ -33,6 +33,7 @@ from torch import nn
 from ibnn.nn.memory import reuse_freed_memory
 from ibnn.nn.models import to_ibnn, toy_net, ucn
 from ibnn.nn.neuron import ImplicitBias
+from ibnn.nn.warm import WarmStarts
 from ibnn.results.schema import OK, SOLVER_FAILED
 from ibnn.trial.config import TrialConfig
 from ibnn.trial.data import load_raw, make_splits
@@ -118,6 +119,7 @@ class Trial:
             cfg.val_fraction,
             cfg.max_train,
             cfg.max_test,
+            cfg.max_val,
         )
         self.splits = splits.to(self.device)
         self.surrogate = self._build_sm()  # warm-up model; the main model starts from it
@@ -131,6 +133,12 @@ class Trial:
         self.epochs_done = 0  # warm-up and main epochs run so far
         self.in_main = False  # the main model has been built from the surrogate
         self.best: dict[str, Any] | None = None  # epoch, score, state of the selected epoch
+        # the last epoch's training, validation and test passes (None where not run): their
+        # seconds and solver statistics, for benchmarks
+        self.passes: tuple[PassResult | None, ...] = ()
+        # per-sample warm starts of the main model's solves, by split (cfg.warm_start); not
+        # checkpointed: a resumed trial's first epoch starts cold
+        self.warm: dict[str, WarmStarts] = {}
         if cfg.warmup_epochs == 0:
             self._start_main()
 
@@ -157,6 +165,10 @@ class Trial:
         self.model = self._main_from(self.surrogate)
         self.optimizer = self._optimizer(self.model, self.cfg.lr_start)
         self.in_main = True
+        if self.cfg.warm_start and self._has_ibnn():
+            s = self.splits
+            self.warm = {k: WarmStarts(len(v)) for k, v in (
+                ("train", s.y_train), ("val", s.y_val), ("test", s.y_test))}  # fmt: skip
 
     # -- running --------------------------------------------------------------------------------
     @property
@@ -187,13 +199,17 @@ class Trial:
                 batch_size=cfg.batch_size,
                 generator=self.shuffle,
                 grad_clip=cfg.grad_clip,
+                warm=self.warm.get("train"),
             )
             va = te = None
             if math.isfinite(tr.loss):
-                va = evaluate_split(self.model, s.x_val, s.y_val, cfg.eval_batch_size)
-                te = evaluate_split(self.model, s.x_test, s.y_test, cfg.eval_batch_size)
+                bs, warm = cfg.eval_batch_size, self.warm.get
+                va = evaluate_split(self.model, s.x_val, s.y_val, bs, warm("val"))
+                te = evaluate_split(self.model, s.x_test, s.y_test, bs, warm("test"))
         except NUMERICAL_FAILURES as err:  # a numerical error: end the trial cleanly
+            self.passes = (tr, None, None)
             return self.finish_epoch(epoch, tr, error=err)  # keeps a finished training pass
+        self.passes = (tr, va, te)
         return self.finish_epoch(epoch, tr, va, te)
 
     def begin_epoch(self) -> EpochStart:

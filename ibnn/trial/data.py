@@ -280,11 +280,13 @@ def make_splits(
     val_fraction: float = 0.1,
     max_train: int | None = None,
     max_test: int | None = None,
+    max_val: int | None = None,
 ) -> Splits:
-    """Seeded validation split, nested training subset, label noise and optional test cap.
+    """Seeded validation split, nested training subset, label noise and optional caps.
 
     The validation split is ``round(val_fraction * N_train)`` rows of the training set, drawn
-    first; the rest is the pool. The training subset is the first
+    first; the rest is the pool. ``max_val`` keeps only the first ``max_val`` of those rows
+    (the pool, so the training set, does not change). The training subset is the first
     ``round(train_fraction * pool)`` rows (capped at ``max_train``) of one seeded permutation of
     the pool, so for a fixed seed a smaller fraction is a subset of a larger one. Label noise
     moves exactly ``round(label_noise * n_train)`` training labels, each to a class drawn
@@ -298,6 +300,8 @@ def make_splits(
         val_fraction: fraction of the training set held out for validation, in (0, 1).
         max_train: optional cap on the number of training samples.
         max_test: optional cap on the number of test samples (seeded choice).
+        max_val: optional cap on the number of validation samples (a prefix of the seeded
+            validation rows).
 
     Returns:
         The splits (tensors on the CPU).
@@ -311,7 +315,7 @@ def make_splits(
     n = len(raw.y_train)
     n_val = max(1, round(val_fraction * n))
     perm = _rng(seed, _VAL_STREAM).permutation(n)
-    val_index, pool = perm[:n_val], np.sort(perm[n_val:])
+    val_index, pool = perm[:n_val][:max_val], np.sort(perm[n_val:])
     order = pool[_rng(seed, _SUBSET_STREAM).permutation(len(pool))]
     n_train = max(1, round(train_fraction * len(pool)))
     if max_train is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ibnn.nn.models import solver_stats
+from ibnn.nn.warm import WarmStarts
 from ibnn.trial.data import as_float
 
 __all__ = ["PassResult", "SolverMeter", "evaluate_split", "lr_at", "train_epoch"]
@@ -110,6 +112,7 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     grad_clip: float | None,
+    warm: WarmStarts | None = None,
 ) -> PassResult:
     """One epoch of SGD over ``(x, y)`` in a seeded random order.
 
@@ -122,6 +125,7 @@ def train_epoch(
         batch_size: samples per step (the last batch may be smaller).
         generator: CPU generator for the permutation (its state advances).
         grad_clip: clip the gradient norm to this (None: no clipping).
+        warm: per-sample warm starts of the implicit layers over ``(x, y)`` (None: cold).
 
     Returns:
         Mean training loss and accuracy over every batch of the epoch. A non-finite loss stops
@@ -138,7 +142,8 @@ def train_epoch(
         idx = perm[i : i + batch_size]
         xb, yb = as_float(x[idx]), y[idx]
         optimizer.zero_grad(set_to_none=True)
-        out = model(xb)
+        with _warm(warm, model, idx):
+            out = model(xb)
         loss = F.cross_entropy(out, yb)
         if not torch.isfinite(loss):
             meter.add(model, len(yb))
@@ -156,7 +161,11 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate_split(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    warm: WarmStarts | None = None,
 ) -> PassResult:
     """Mean loss and accuracy of ``model`` (eval mode) on ``(x, y)``, batch by batch.
 
@@ -165,6 +174,7 @@ def evaluate_split(
         x: stored inputs ``(N, ...)`` on the model's device.
         y: labels ``(N,)``.
         batch_size: samples per forward.
+        warm: per-sample warm starts of the implicit layers over ``(x, y)`` (None: cold).
     """
     model.eval()
     start = time.perf_counter()
@@ -172,12 +182,17 @@ def evaluate_split(
     loss_sum, correct = 0.0, 0
     for i in range(0, len(y), batch_size):
         xb, yb = as_float(x[i : i + batch_size]), y[i : i + batch_size]
-        out = model(xb)
+        with _warm(warm, model, torch.arange(i, i + len(yb), device=y.device)):
+            out = model(xb)
         meter.add(model, len(yb))
         loss_sum += float(F.cross_entropy(out, yb, reduction="sum"))
         correct += int((out.argmax(1) == yb).sum())
     n = len(y)
     return PassResult(loss_sum / n, correct / n, n, meter.summary(), _since(start))
+
+
+def _warm(warm: WarmStarts | None, model: nn.Module, index: torch.Tensor):
+    return nullcontext() if warm is None else warm.use(model, index)
 
 
 def _since(start: float) -> float:

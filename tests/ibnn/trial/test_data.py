@@ -197,6 +197,15 @@ def test_validation_comes_from_the_training_set_never_the_test_set():
     assert torch.equal(capped.x_test, raw.x_test[capped.test_index]) and len(capped.y_test) == 100
 
 
+def test_a_validation_cap_keeps_a_prefix_of_the_split_and_the_training_set():
+    raw = _synthetic()
+    full = make_splits(raw, 3, 0.5, val_fraction=0.1)
+    capped = make_splits(raw, 3, 0.5, val_fraction=0.1, max_val=40)
+    assert torch.equal(capped.val_index, full.val_index[:40]) and len(capped.y_val) == 40
+    assert torch.equal(capped.train_index, full.train_index)  # training does not move
+    assert torch.equal(capped.x_val, raw.x_train[capped.val_index])
+
+
 def test_label_noise_moves_exactly_that_fraction_to_uniform_other_classes():
     raw = _synthetic(20000)
     s = make_splits(raw, 2, 1.0, label_noise=0.3)

@@ -77,7 +77,11 @@ def test_device_errors_leave_run_epoch_and_the_checkpoint_continues(family, erro
         retried.run_epoch()
     assert retried.status == "ok"
     got = [(r["epoch"], r["val_acc"], r["train_loss"]) for r in retried.records]
-    assert got == [(r["epoch"], r["val_acc"], r["train_loss"]) for r in clean.records]
+    # IBNN: the retried epochs start their solves cold (warm starts are not checkpointed), so
+    # they agree to the solver's tolerance
+    want = [(r["epoch"], r["val_acc"], pytest.approx(r["train_loss"], rel=1e-5))
+            for r in clean.records]  # fmt: skip
+    assert got == want
 
 
 def test_out_of_memory_inside_the_solver_is_not_a_solver_failure():

@@ -246,24 +246,56 @@ def test_train_metrics_cover_the_whole_epoch_and_clipping_bounds_the_step():
     assert 0 < (after - before).norm() <= 0.5 * 1e-3 * (1 + 1e-4)  # one step, clipped gradient
 
 
+def close(a: list[dict], b: list[dict], rel: float = 1e-4) -> bool:
+    """Records equal to ``rel`` in their metrics (solver iterations aside), the rest exactly."""
+    metrics = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(strip(a), strip(b), strict=True):
+        if any(ra[k] != pytest.approx(rb[k], rel=rel, abs=rel, nan_ok=True) for k in metrics):
+            return False
+    return True
+
+
+def resumed_after_one_main_epoch(cfg: TrialConfig, path: str) -> Trial:
+    """A trial checkpointed after two warm-up epochs and one main epoch, resumed from that
+    checkpoint in a fresh Trial and run to the end."""
+    trial = Trial(cfg)
+    for _ in range(3):
+        trial.run_epoch()
+    trial.save(path)
+    resumed = Trial(cfg)
+    resumed.load(path)
+    while not resumed.done:
+        resumed.run_epoch()
+    return resumed
+
+
 def test_same_config_and_seed_give_identical_records_and_resume_is_exact(tmp_path):
-    cfg = toy(family="ibnn", lam=-1.0, epochs=3, label_noise=0.1, train_fraction=0.5)
+    # cold starts: a resumed trial equals the uninterrupted one bit for bit (with warm starts,
+    # which a checkpoint does not keep, to the solver's tolerance: the next test)
+    cfg = toy(family="ibnn", lam=-1.0, epochs=3, label_noise=0.1, train_fraction=0.5,
+              warm_start=False)  # fmt: skip
     first, second = run_trial(cfg, progress=False), run_trial(cfg, progress=False)
     assert same(first.epochs, second.epochs) and first.evals == second.evals
     other = run_trial(cfg.replace(seed=1), progress=False)
     assert not same(first.epochs, other.epochs)
-    trial = Trial(cfg)
-    for _ in range(3):  # two warm-up epochs and one main epoch, then a checkpoint
-        trial.run_epoch()
-    trial.save(str(tmp_path / "ckpt.pt"))
-    resumed = Trial(cfg)
-    resumed.load(str(tmp_path / "ckpt.pt"))
-    while not resumed.done:
-        resumed.run_epoch()
+    resumed = resumed_after_one_main_epoch(cfg, str(tmp_path / "ckpt.pt"))
     assert same(resumed.records, first.epochs)
     assert resumed.evaluate() == first.evals
     with pytest.raises(ValueError, match="another TrialConfig"):
         Trial(cfg.replace(seed=2)).load(str(tmp_path / "ckpt.pt"))
+
+
+def test_with_warm_starts_runs_repeat_exactly_and_a_resume_agrees_to_the_tolerance(tmp_path):
+    cfg = toy(family="ibnn", lam=-1.0, epochs=3, label_noise=0.1, train_fraction=0.5)
+    assert cfg.warm_start  # the default
+    first, second = run_trial(cfg, progress=False), run_trial(cfg, progress=False)
+    assert same(first.epochs, second.epochs) and first.evals == second.evals
+    resumed = resumed_after_one_main_epoch(cfg, str(tmp_path / "ckpt.pt"))
+    assert close(resumed.records, first.epochs)
+    cold = run_trial(cfg.replace(warm_start=False), progress=False)
+    assert close(cold.epochs, first.epochs)
 
 
 def test_paper_selection_picks_the_best_test_loss():
