@@ -13,13 +13,15 @@
 # checkout continues it); run the script again after an interruption and every sweep resumes
 # where it stopped (a finished sweep is not run again). A finished sweep is compacted and its
 # tables and sweep.json are copied to findings/cpu/<sweep>/; each run's wall time is appended
-# to findings/cpu/wall_times.tsv. Environment: FINDINGS_WORK, FINDINGS_OUT (default findings/cpu).
+# to findings/cpu/wall_times.tsv. Environment: FINDINGS_PROTOCOL (default cpu; smoke checks the
+# script itself in minutes), FINDINGS_WORK, FINDINGS_OUT (default findings/<protocol>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RAY_USAGE_STATS_ENABLED=0
-work=${FINDINGS_WORK:-$HOME/.cache/ibnn/findings-cpu}
-out=${FINDINGS_OUT:-findings/cpu}
+protocol=${FINDINGS_PROTOCOL:-cpu}
+work=${FINDINGS_WORK:-$HOME/.cache/ibnn/findings-$protocol}
+out=${FINDINGS_OUT:-findings/$protocol}
 py=.venv/bin/python
 mkdir -p "$work" "$out"
 times="$out/wall_times.tsv"
@@ -56,10 +58,10 @@ sweep() {
   fi
   local resume=()
   [ -f "$work/$name/sweep.json" ] && resume=(--resume)
-  say "$name: sweeps/$script.py --protocol cpu $* ${resume[*]}"
+  say "$name: sweeps/$script.py --protocol $protocol $* ${resume[*]}"
   local start rc=0
   start=$(date +%s)
-  "$py" "sweeps/$script.py" --protocol cpu --storage "$work" --name "$name" "$@" \
+  "$py" "sweeps/$script.py" --protocol "$protocol" --storage "$work" --name "$name" "$@" \
     "${resume[@]}" || rc=$?
   printf '%s\t%s\t%s\t%s\n' "$name" "$(date -u -d "@$start" +%FT%TZ)" \
     "$(($(date +%s) - start))" "$rc" >> "$times"

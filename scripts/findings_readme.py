@@ -242,8 +242,18 @@ def render(out: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("out", help="the findings folder, e.g. findings/cpu")
+    parser.add_argument("out", nargs="?", help="the findings folder, e.g. findings/cpu")
+    parser.add_argument(
+        "--protocol-table",
+        action="store_true",
+        help="print the protocols' table of docs/sweeps.md instead",
+    )
     args = parser.parse_args(argv)
+    if args.protocol_table:
+        print(protocol_section([load_spec(n) for n in EXPERIMENTS]))
+        return 0
+    if args.out is None:
+        parser.error("the findings folder is required (or --protocol-table)")
     out = Path(args.out)
     if not out.is_dir():
         print(f"findings_readme: error: {out} is not a folder", file=sys.stderr)

@@ -91,7 +91,7 @@ PROTOCOLS: dict[str, Protocol] = {
         seeds=5,
         ibnn_seeds=5,
         epochs=10,
-        epochs_of={"learning_speed": 20, "search": 6},
+        epochs_of={"learning_speed": 20, "search": 6, "toy2d": 30},
         search_trials=24,
     ),
     "paper": Protocol(
@@ -120,7 +120,15 @@ def _cell(value: Any) -> str:
 
 
 # Trial fields that a protocol sizes, in the order the table lists them.
-SIZED = ("max_train", "max_val", "max_test", "n_eval", "warmup_epochs", "batch_size")
+SIZED = (
+    "max_train",
+    "val_fraction",
+    "max_val",
+    "max_test",
+    "n_eval",
+    "warmup_epochs",
+    "batch_size",
+)
 
 
 def protocol_table(specs: Sequence[Any], defaults: Mapping[str, Any]) -> str:

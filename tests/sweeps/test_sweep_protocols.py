@@ -71,10 +71,8 @@ def test_paper_protocol_is_the_default_and_the_papers_recipe():
 
 
 def test_protocols_reduce_the_experiment_axes():
-    fractions = {
-        name: {v["train_fraction"] for v in plan_of("data_fraction", "--protocol", name)[1].variants}
-        for name in PROTOCOLS
-    }
+    plans = {name: plan_of("data_fraction", "--protocol", name)[1] for name in PROTOCOLS}
+    fractions = {name: {v["train_fraction"] for v in p.variants} for name, p in plans.items()}
     assert len(fractions["smoke"]) < len(fractions["cpu"]) < len(fractions["paper"]) == 10
     assert 1.0 in fractions["cpu"] and 0.1 in fractions["cpu"]
 
