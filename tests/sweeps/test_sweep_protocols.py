@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import subprocess
 import sys
 
@@ -101,3 +102,18 @@ def test_the_protocol_table_lists_each_size_and_every_experiment():
     assert rows["learning_speed: main epochs"] == ["2", "20", "80 |"]
     assert rows["search: Optuna trials"] == ["3", "24", "40 |"]
     assert rows["expressivity: SM / IBNN seeds"] == ["1 / 1", "5 / 5", "10 / 5 |"]
+
+
+def test_docs_list_the_protocols_as_the_code_defines_them():
+    path = REPO / "scripts/findings_readme.py"
+    spec = importlib.util.spec_from_file_location("findings_readme", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.protocol_section([module.load_spec(n) for n in module.EXPERIMENTS])
+    docs = (REPO / "docs/sweeps.md").read_text()
+    start = docs.index("<!-- protocol table: generated")
+    listed = docs[docs.index("\n", start) + 1 : docs.index("<!-- end of protocol table -->")]
+    assert listed.strip() == table, (
+        "docs/sweeps.md's protocol table differs from ibnn/sweep/protocols.py: regenerate it "
+        "with python scripts/findings_readme.py --protocol-table"
+    )
