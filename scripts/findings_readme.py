@@ -69,7 +69,9 @@ def load_spec(name: str) -> Any:
 
 
 def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def protocol_section(specs: list[Any]) -> str:
@@ -96,11 +98,16 @@ def wall_times(out: Path) -> dict[str, tuple[float, int]]:
     return total
 
 
+def _in_order(sweeps: list[SweepData]) -> list[SweepData]:
+    """The sweeps in the order scripts/findings.sh runs them."""
+    order = {kind: i for i, kind in enumerate(EXPERIMENTS)}
+    return sorted(sweeps, key=lambda s: (order.get(s.kind, len(order)), s.name))
+
+
 def experiments_section(sweeps: list[SweepData], times: dict[str, tuple[float, int]]) -> str:
     """One row per sweep: its status, trials, failures, trials at chance and wall time."""
     rows = []
-    order = {kind: i for i, kind in enumerate(EXPERIMENTS)}
-    for s in sorted(sweeps, key=lambda s: order.get(s.kind, len(order))):
+    for s in _in_order(sweeps):
         t = _trials(s)
         status = t["status"] if "status" in t else pd.Series(dtype=str)
         failed = int(status.isin(FAILED_STATUSES).sum())
@@ -129,7 +136,7 @@ def experiments_section(sweeps: list[SweepData], times: dict[str, tuple[float, i
 def provenance_section(sweeps: list[SweepData]) -> str:
     """The commit and versions each sweep started with, and those of its resumes."""
     rows = []
-    for s in sweeps:
+    for s in _in_order(sweeps):
         resumed = [r.get("provenance", {}) for r in s.meta.get("resumed", [])]
         for i, p in enumerate([s.meta.get("provenance", {}), *resumed]):
             git = p.get("git") or {}
@@ -187,7 +194,7 @@ def paper_plan_section(specs: list[Any], per_image: dict[str, float]) -> str:
                 f"--storage s3://BUCKET/results`",
             ]
         )
-    head = ["experiment", "trials", "epochs", "CPU-hours here", "GPU-hours (assumed)", "command"]
+    head = ["experiment", "trials", "epochs", "core-hours here", "GPU-hours (assumed)", "command"]
     return markdown_table(head, rows, right={2, 3, 4})
 
 
