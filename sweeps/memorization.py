@@ -8,11 +8,13 @@ from __future__ import annotations
 from ibnn.sweep import SweepContext, SweepSpec, main
 
 NOISE = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+CPU_NOISE = (0.0, 0.2, 0.4, 0.6)  # --protocol cpu: four of them
 
 
 def axes(ctx: SweepContext) -> dict[str, tuple[float, ...]]:
     """Fractions of training labels moved to another class (validation stays clean)."""
-    return {"label_noise": (0.0, 0.4) if ctx.smoke else NOISE}
+    chosen = {"smoke": (0.0, 0.4), "cpu": CPU_NOISE}.get(ctx.protocol, NOISE)
+    return {"label_noise": chosen}
 
 
 SPEC = SweepSpec(

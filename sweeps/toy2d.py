@@ -12,11 +12,18 @@ from ibnn.sweep import SweepContext, SweepSpec, main
 
 LAMS = (-10.0, -3.0, -1.0, -0.3, -0.1, 0.02)  # 0.02 < 1/(2p) for every p below
 PS = (2.0, 5.0, 10.0, 20.0)
+# --protocol cpu: 4 lams x 3 ps (a toy trial's epoch costs about a second on a CPU core).
+CPU_LAMS = (-3.0, -1.0, -0.3, 0.02)
+CPU_PS = (5.0, 10.0, 20.0)
 
 
 def axes(ctx: SweepContext) -> dict[str, tuple[float, ...]]:
     """lam x p for the IBNN (the SM baseline ignores both)."""
-    return {"lam": (-1.0,), "p": (10.0,)} if ctx.smoke else {"lam": LAMS, "p": PS}
+    if ctx.protocol == "smoke":
+        return {"lam": (-1.0,), "p": (10.0,)}
+    if ctx.protocol == "cpu":
+        return {"lam": CPU_LAMS, "p": CPU_PS}
+    return {"lam": LAMS, "p": PS}
 
 
 SPEC = SweepSpec(

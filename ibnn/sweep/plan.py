@@ -14,9 +14,10 @@ from typing import Any
 
 from ibnn.sweep.command_line.args import DEFAULT_NEURON, SweepArgs
 from ibnn.sweep.folder import fingerprint
+from ibnn.sweep.protocols import get_protocol
 from ibnn.sweep.search.choice import load_search_choice
 from ibnn.sweep.search.study import STUDY_FILE, check_space_restriction, open_storage
-from ibnn.sweep.spec import SMOKE, SweepContext, SweepSpec, expand_grid
+from ibnn.sweep.spec import SweepContext, SweepSpec, expand_grid
 from ibnn.sweep.trials.identity import RUNTIME_KEYS, flatten_config, load_trial_api, trial_id
 from ibnn.vocab import NEURON_KEYS
 
@@ -96,8 +97,7 @@ def _constants(spec: SweepSpec, args: SweepArgs, ctx: SweepContext) -> dict[str,
         "data_root": args.data_root,
         "download": args.download,
     }
-    if args.smoke:
-        constants.update(SMOKE)
+    constants.update(get_protocol(args.protocol).trial)
     for key in ("max_train", "max_test"):
         if getattr(args, key) is not None:
             constants[key] = getattr(args, key)
@@ -219,7 +219,7 @@ def build_plan(spec: SweepSpec, args: SweepArgs) -> SweepPlan:
     Raises:
         PlanError: a trial config is invalid, or --from-search cannot be used.
     """
-    ctx = SweepContext(dataset=args.dataset, smoke=args.smoke)
+    ctx = SweepContext(dataset=args.dataset, protocol=args.protocol)
     constants = _constants(spec, args, ctx)
     axes = {k: list(v) for k, v in spec.axes(ctx).items()}
     axes.update({k: list(v) for k, v in args.axes})

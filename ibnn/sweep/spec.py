@@ -1,7 +1,7 @@
 """What a sweep script declares: ``SweepSpec``, and how it expands into trial configs.
 
 A sweep script (``sweeps/*.py``) builds one ``SweepSpec`` and calls ``ibnn.sweep.main``. The
-spec says which families run, what varies (the experiment's axes, per dataset and in smoke mode),
+spec says which families run, what varies (the experiment's axes, per dataset and per protocol),
 which evaluations run, and for the Optuna search its define-by-run space. Everything else (seeds,
 epochs, storage, resources, the chosen lam/p/w_extent) comes from the common command line.
 """
@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ibnn.sweep.protocols import DEFAULT_PROTOCOL, SMOKE
 
 __all__ = [
     "IMAGE_DATASETS",
@@ -29,15 +31,6 @@ KINDS = ("grid", "search")
 # Seed of every search trial; its confirmation re-runs use the next seeds. Replication seeds are
 # 0 .. n-1 with n <= SEARCH_SEED: a configuration is never confirmed on the seed that chose it.
 SEARCH_SEED = 1000
-# Trial settings of ``--smoke``: a few hundred samples, one warm-up and one main epoch.
-SMOKE: dict[str, Any] = {
-    "max_train": 256,  # training samples
-    "max_test": 200,  # test samples
-    "val_fraction": 0.004,  # validation split (240 samples of Fashion-MNIST)
-    "n_eval": 16,  # test samples evaluated and attacked
-    "warmup_epochs": 1,
-    "batch_size": 64,
-}
 
 
 @dataclass(frozen=True)
@@ -45,7 +38,12 @@ class SweepContext:
     """What a spec's callables may depend on."""
 
     dataset: str  # the dataset of this run
-    smoke: bool  # tiny and fast mode
+    protocol: str = DEFAULT_PROTOCOL  # "smoke", "cpu" or "paper" (ibnn.sweep.protocols)
+
+    @property
+    def smoke(self) -> bool:
+        """Whether this is the tiny smoke protocol."""
+        return self.protocol == "smoke"
 
 
 Axes = Callable[[SweepContext], Mapping[str, Sequence[Any]]]
@@ -64,8 +62,8 @@ def _no_overrides(ctx: SweepContext) -> dict[str, Any]:
 class SweepSpec:
     """One experiment of the paper as a sweep.
 
-    ``axes`` and ``overrides`` are small functions of the dataset and the smoke flag, so a
-    script can give per-dataset values (e.g. PGD radii) and a reduced smoke grid.
+    ``axes`` and ``overrides`` are small functions of the dataset and the protocol, so a
+    script can give per-dataset values (e.g. PGD radii) and reduced grids (smoke, cpu).
     """
 
     name: str  # experiment name; also the default sweep folder prefix ("expressivity")
@@ -78,7 +76,7 @@ class SweepSpec:
     evals: tuple[str, ...] = ("clean",)  # evaluations run on the selected model
     seeds: int = 10  # default --seeds (SM seeds; IBNN seeds default to min(seeds, 5))
     epochs: int = 80  # default --epochs (the paper: 80)
-    smoke_epochs: int = 1  # main epochs under --smoke
+    smoke_epochs: int = 1  # main epochs under --protocol smoke
     chosen_neuron: bool = True  # offers --lam/--p/--w-extent/--lam-trainable/--from-search
     boundaries: bool = False  # write the trial's decision-boundary grid (toy2d)
     search_space: Callable[[Any], Mapping[str, Any] | None] | None = None  # Optuna define-by-run

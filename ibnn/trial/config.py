@@ -47,7 +47,9 @@ class TrialConfig:
     )
     label_noise: float = _f(0.0, "fraction of training labels moved to another class, in [0, 1]")
     val_fraction: float = _f(0.1, "fraction of the training set held out for validation, (0, 1)")
-    max_train: int | None = _f(None, "optional cap on training samples (smoke runs)")
+    max_train: int | None = _f(
+        None, "optional cap on the training pool, before train_fraction (capped protocols)"
+    )
     max_test: int | None = _f(None, "optional cap on test samples, seeded choice (smoke runs)")
     max_val: int | None = _f(
         None, "optional cap on validation samples (smoke runs; the training set is unchanged)"

@@ -287,7 +287,7 @@ def make_splits(
     The validation split is ``round(val_fraction * N_train)`` rows of the training set, drawn
     first; the rest is the pool. ``max_val`` keeps only the first ``max_val`` of those rows
     (the pool, so the training set, does not change). The training subset is the first
-    ``round(train_fraction * pool)`` rows (capped at ``max_train``) of one seeded permutation of
+    ``round(train_fraction * min(pool, max_train))`` rows of one seeded permutation of
     the pool, so for a fixed seed a smaller fraction is a subset of a larger one. Label noise
     moves exactly ``round(label_noise * n_train)`` training labels, each to a class drawn
     uniformly among the other classes; validation and test labels stay clean.
@@ -298,7 +298,8 @@ def make_splits(
         train_fraction: fraction of the pool used for training, in (0, 1].
         label_noise: fraction of training labels moved to another class, in [0, 1].
         val_fraction: fraction of the training set held out for validation, in (0, 1).
-        max_train: optional cap on the number of training samples.
+        max_train: optional cap on the training pool, applied before ``train_fraction`` (a
+            fraction of a capped trial is that fraction of ``max_train`` images).
         max_test: optional cap on the number of test samples (seeded choice).
         max_val: optional cap on the number of validation samples (a prefix of the seeded
             validation rows).
@@ -317,9 +318,10 @@ def make_splits(
     perm = _rng(seed, _VAL_STREAM).permutation(n)
     val_index, pool = perm[:n_val][:max_val], np.sort(perm[n_val:])
     order = pool[_rng(seed, _SUBSET_STREAM).permutation(len(pool))]
-    n_train = max(1, round(train_fraction * len(pool)))
-    if max_train is not None:
-        n_train = min(n_train, max_train)
+    # max_train caps the pool before the fraction is taken, so fractions stay fractions of
+    # what a capped trial could use (a 0.1 and a 1.0 trial differ tenfold under any cap).
+    available = len(pool) if max_train is None else min(len(pool), max_train)
+    n_train = max(1, round(train_fraction * available))
     train_index = order[:n_train]
     y_clean = raw.y_train[train_index]
     y_noisy = y_clean.clone()

@@ -101,7 +101,7 @@ def test_no_import_cycles_between_modules():
 # __init__, ``python -m ibnn.sweep`` and the old module paths kept for pickled Tune states); only
 # it may import the runner, which composes the others.
 SWEEP_PARTS: dict[str, tuple[str, ...]] = {
-    "base": ("ibnn.sweep.spec", "ibnn.sweep.clock"),
+    "base": ("ibnn.sweep.spec", "ibnn.sweep.clock", "ibnn.sweep.protocols"),
     "cluster": ("ibnn.sweep.cluster",),
     "folder": ("ibnn.sweep.folder",),
     "trials": ("ibnn.sweep.trials",),

@@ -211,7 +211,7 @@ def test_plan_seeds_ids_and_resolved_defaults():
     args = parse_args(spec, ["--seeds", "7", "--trial-module", FAKE])
     plan = build_plan(spec, args)
     assert args.ibnn_seeds == 5 and args.epochs == 80 and args.name == "expressivity_fmnist"
-    widths = len(spec.axes(SweepContext("fmnist", False))["C"])
+    widths = len(spec.axes(SweepContext("fmnist"))["C"])
     assert plan.expected_trials == widths * (7 + 5) == len(set(plan.trial_ids))
     again = build_plan(spec, parse_args(spec, ["--seeds", "7", "--data-root", "/elsewhere"]))
     assert again.trial_ids == plan.trial_ids  # runtime keys do not change ids

@@ -21,7 +21,7 @@ __all__ = ["PACKAGES", "git_state", "package_version", "provenance", "torch_cuda
 
 # Packages whose versions decide a sweep's numbers or its bookkeeping.
 PACKAGES: tuple[str, ...] = ("torch", "torchvision", "ray", "optuna", "numpy", "pyarrow")
-_REPO = Path(__file__).resolve().parents[2]  # the checkout holding the ibnn package
+_REPO = Path(__file__).resolve().parents[3]  # the checkout holding the ibnn package
 
 
 def git_state(repo: Path = _REPO) -> dict[str, Any]:

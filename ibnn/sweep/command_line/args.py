@@ -1,7 +1,7 @@
 """The common command line of every sweep script, validated before Ray starts.
 
 Flags (DESIGN section 6): ``--dataset``, ``--seeds``, ``--epochs``, ``--storage``, ``--resume``,
-``--smoke``, ``--address``, ``--data-root``, plus resources (``--cpus-per-trial``,
+``--protocol`` (``--smoke``), ``--address``, ``--data-root``, plus resources (``--cpus-per-trial``,
 ``--gpus-per-trial``), fault tolerance (``--max-failures``), the chosen neuron of replication
 sweeps (``--lam``, ``--p``, ``--w-extent``, ``--lam-trainable`` or ``--from-search``) and the
 search budget (``--trials``). Bad values exit with status 2 and a message naming the flag, the
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibnn.sweep.command_line.flags import DEFAULT_NEURON, build_parser, default_name
+from ibnn.sweep.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 from ibnn.sweep.search.confirmation import CONFIRM_SEEDS, CONFIRM_TOP
 from ibnn.sweep.spec import SEARCH_SEED, SweepSpec
 from ibnn.vocab import check_lam
@@ -38,9 +39,9 @@ class SweepArgs:
     storage: str  # results root (path or URI)
     name: str  # sweep folder name under the storage
     resume: bool  # continue the saved sweep
-    smoke: bool  # tiny and fast
-    max_train: int | None  # cap on training images (None: all, or the smoke size)
-    max_test: int | None  # cap on test images (None: all, or the smoke size)
+    protocol: str  # "smoke", "cpu" or "paper": trial sizes, epochs, seeds (ibnn.sweep.protocols)
+    max_train: int | None  # cap on training images (None: the protocol's)
+    max_test: int | None  # cap on test images (None: the protocol's)
     address: str | None  # Ray cluster address (None: find or start a local one)
     data_root: str  # datasets folder on every node
     download: bool  # let torchvision download datasets
@@ -67,6 +68,11 @@ class SweepArgs:
     confirm_top: int = CONFIRM_TOP  # a search re-runs its best configurations ...
     confirm_seeds: int = CONFIRM_SEEDS  # ... on this many fresh seeds
     verbose: bool = False  # one console line per trial epoch (default: a status line)
+
+    @property
+    def smoke(self) -> bool:
+        """Whether this run uses the tiny smoke protocol."""
+        return self.protocol == "smoke"
 
 
 def parse_args(spec: SweepSpec, argv: Sequence[str] | None = None) -> SweepArgs:
@@ -121,18 +127,32 @@ def _where_flags(spec: SweepSpec, ns: argparse.Namespace) -> dict[str, Any]:
     return {"name": name, "storage": ns.storage, "address": ns.address}
 
 
+def _protocol(ns: argparse.Namespace) -> Protocol:
+    """--protocol, with --smoke as its other spelling (the two may not disagree)."""
+    if ns.smoke and ns.protocol not in (None, "smoke"):
+        raise ValueError(f"--smoke means --protocol smoke, but --protocol is {ns.protocol!r}")
+    return get_protocol("smoke" if ns.smoke else ns.protocol or DEFAULT_PROTOCOL)
+
+
 def _size_flags(spec: SweepSpec, ns: argparse.Namespace) -> dict[str, Any]:
-    """Seeds, epochs and search trials, with the spec's and --smoke's defaults."""
-    seeds = ns.seeds or (1 if ns.smoke else spec.seeds)
-    ibnn_seeds = ns.ibnn_seeds if ns.ibnn_seeds is not None else min(seeds, 5)
+    """Seeds, epochs and search trials: the flags, else the protocol's, else the spec's."""
+    protocol = _protocol(ns)
+    seeds = ns.seeds or protocol.seeds or spec.seeds
+    ibnn_seeds = ns.ibnn_seeds or protocol.ibnn_seeds or min(seeds, 5)
     if max(seeds, ibnn_seeds) > SEARCH_SEED:
         raise ValueError(
             f"--seeds and --ibnn-seeds must be <= {SEARCH_SEED} (seeds {SEARCH_SEED} and up are "
             f"reserved for searches), got {max(seeds, ibnn_seeds)}"
         )
-    epochs = ns.epochs or (spec.smoke_epochs if ns.smoke else spec.epochs)
-    trials = getattr(ns, "trials", None) or (3 if ns.smoke else spec.search_trials)
-    return {"seeds": seeds, "ibnn_seeds": ibnn_seeds, "epochs": epochs, "trials": trials}
+    epochs = ns.epochs or protocol.epochs_for(spec.name, spec.epochs, spec.smoke_epochs)
+    trials = getattr(ns, "trials", None) or protocol.search_trials or spec.search_trials
+    return {
+        "protocol": protocol.name,
+        "seeds": seeds,
+        "ibnn_seeds": ibnn_seeds,
+        "epochs": epochs,
+        "trials": trials,
+    }
 
 
 def _override_flags(ns: argparse.Namespace) -> dict[str, Any]:
@@ -158,7 +178,6 @@ def _validate(spec: SweepSpec, ns: argparse.Namespace, raw: tuple[str, ...]) -> 
         dataset=ns.dataset,
         families=tuple(getattr(ns, "families", spec.families)),
         resume=ns.resume,
-        smoke=ns.smoke,
         max_train=ns.max_train,
         max_test=ns.max_test,
         data_root=ns.data_root,

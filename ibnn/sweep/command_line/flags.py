@@ -17,6 +17,7 @@ from ibnn.sweep.command_line.values import (
     positive_int,
     w_extent,
 )
+from ibnn.sweep.protocols import PROTOCOLS
 from ibnn.sweep.search.confirmation import CONFIRM_SEEDS, CONFIRM_TOP
 from ibnn.sweep.spec import SweepSpec
 
@@ -68,7 +69,8 @@ def _sweep_group(parser: argparse.ArgumentParser, spec: SweepSpec) -> Any:
         type=positive_int("--seeds"),
         default=None,
         help=(
-            f"seeds per SM configuration (default: {spec.seeds}; --smoke: 1). A verdict needs "
+            f"seeds per SM configuration (default: the protocol's; paper: {spec.seeds}, cpu: 5, "
+            "smoke: 1). A verdict needs "
             "at least 5 seeds run by both arms; detecting a 1-point effect with 80%% power "
             "needs about 6.5 (sd / 1 point)^2 seeds per arm, sd being the seed-to-seed SD of "
             "the IBNN - SM difference (the claims table estimates it; docs/statistics.md)"
@@ -78,26 +80,38 @@ def _sweep_group(parser: argparse.ArgumentParser, spec: SweepSpec) -> Any:
         "--ibnn-seeds",
         type=positive_int("--ibnn-seeds"),
         default=None,
-        help="seeds per IBNN configuration (default: min(--seeds, 5), as in the paper)",
+        help="seeds per IBNN configuration (default: the protocol's; paper: min(--seeds, 5))",
     )
     g.add_argument(
         "--epochs",
         type=positive_int("--epochs"),
         default=None,
-        help=f"main epochs per trial (default: {spec.epochs}; --smoke: {spec.smoke_epochs})",
+        help=(
+            f"main epochs per trial (default: the protocol's; paper: {spec.epochs}, cpu: "
+            f"{PROTOCOLS['cpu'].epochs_for(spec.name, spec.epochs, spec.smoke_epochs)}, smoke: "
+            f"{spec.smoke_epochs})"
+        ),
     )
-    g.add_argument("--smoke", action="store_true", help="tiny and fast: for tests and demos")
+    g.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default=None,
+        help="trial sizes, epochs and seeds by name (default: paper): "
+        + "; ".join(f"{p.name}: {p.summary}" for p in PROTOCOLS.values())
+        + ". Explicit flags (--seeds, --epochs, --max-train, --set ...) win over it",
+    )
+    g.add_argument("--smoke", action="store_true", help="the same as --protocol smoke")
     g.add_argument(
         "--max-train",
         type=positive_int("--max-train"),
         default=None,
-        help="cap on training images per trial (default: all; --smoke: 256)",
+        help="cap on training images per trial (default: the protocol's; paper: all)",
     )
     g.add_argument(
         "--max-test",
         type=positive_int("--max-test"),
         default=None,
-        help="cap on test images per trial, a seeded choice (default: all; --smoke: 200)",
+        help="cap on test images per trial, a seeded choice (default: the protocol's; paper: all)",
     )
     g.add_argument(
         "--set",
@@ -137,7 +151,8 @@ def _search_flags(g: Any, spec: SweepSpec) -> None:
         "--trials",
         type=positive_int("--trials"),
         default=None,
-        help=f"Optuna trials (default: {spec.search_trials}; --smoke: 3)",
+        help=f"Optuna trials (default: the protocol's; paper: {spec.search_trials}, cpu: "
+        f"{PROTOCOLS['cpu'].search_trials}, smoke: 3)",
     )
     g.add_argument(
         "--search-seed",

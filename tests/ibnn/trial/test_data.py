@@ -181,8 +181,13 @@ def test_train_fraction_gives_nested_subsets_for_a_seed():
     assert torch.equal(small.val_index, large.val_index)  # validation does not move
     other = make_splits(raw, 8, 0.2)
     assert set(other.train_index.tolist()) != set(small.train_index.tolist())
-    capped = make_splits(raw, 7, 0.5, max_train=100)
-    assert torch.equal(capped.train_index, large.train_index[:100])
+    # a cap applies to the pool before the fraction: fractions stay fractions under a cap,
+    # nested as before
+    full, half, tenth = (make_splits(raw, 7, f, max_train=100) for f in (1.0, 0.5, 0.1))
+    assert (len(full.train_index), len(half.train_index), len(tenth.train_index)) == (100, 50, 10)
+    assert torch.equal(full.train_index, large.train_index[:100])
+    assert torch.equal(half.train_index, full.train_index[:50])
+    assert torch.equal(tenth.train_index, full.train_index[:10])
 
 
 def test_validation_comes_from_the_training_set_never_the_test_set():

@@ -1,0 +1,274 @@
+"""Writes ``findings/<protocol>/README.md`` from a campaign's committed results.
+
+    python scripts/findings_readme.py findings/cpu
+
+Every number in the README comes from a generated table: the protocol (``ibnn.sweep.protocols``),
+the claims and the figures' medians (``tables.md``, written by ``python -m analysis DIR
+--markdown``, pasted verbatim), the trials per experiment (read from the Parquet tables), the
+wall time of each sweep run (``wall_times.tsv``, appended by ``scripts/findings.sh``), the code
+and versions (each sweep's ``sweep.json``) and the paper-size plan (the ``paper`` protocol's
+trial counts times the cost per epoch measured here). The reading of the verdicts is written by
+hand in ``reading.md`` beside it and included as it stands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.failures import at_chance
+from analysis.load import SweepData, load_storage
+from analysis.markdown import markdown_table
+from analysis.tidy import trial_table
+from ibnn.results.schema import FAILED_STATUSES
+from ibnn.sweep import build_plan, parse_args
+from ibnn.sweep.cluster.provenance import PACKAGES
+from ibnn.sweep.protocols import SIZED, get_protocol, protocol_table
+from ibnn.trial import TrialConfig
+
+REPO = Path(__file__).resolve().parents[1]
+# The campaign's experiments in the order scripts/findings.sh runs them.
+EXPERIMENTS = (
+    "search",
+    "toy2d",
+    "robustness",
+    "data_fraction",
+    "expressivity",
+    "learning_speed",
+    "memorization",
+    "transfer",
+)
+# Images a trial of the paper protocol passes per epoch on Fashion-MNIST: 54,000 training,
+# 6,000 validation and 10,000 test images.
+PAPER_IMAGES = {"train": 54_000, "val": 6_000, "test": 10_000}
+# Assumed GPU cost (unmeasured here: no GPU was lent): an IBNN training step of UCN(1,3) at
+# batch 128 on one H200 of 9.6 ms and an SM step of 1.4 ms (docs: the design brief's prototype),
+# evaluation at half a training step per image.
+GPU_STEP_S = {"sm": 1.4e-3, "ibnn": 9.6e-3}
+# Sweeps whose trials all train UCN(1,3) on the whole capped training set: their epochs measure
+# the cost per image and epoch.
+COST_KINDS = ("robustness", "learning_speed", "memorization")
+
+
+def load_spec(name: str) -> Any:
+    """The SweepSpec of sweeps/<name>.py."""
+    path = REPO / "sweeps" / f"{name}.py"
+    module_spec = importlib.util.spec_from_file_location(f"sweeps_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.SPEC
+
+
+def _hours(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def protocol_section(specs: list[Any]) -> str:
+    defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig) if f.name in SIZED}
+    return protocol_table(specs, defaults)
+
+
+def _trials(sweep: SweepData) -> pd.DataFrame:
+    if sweep.epochs.empty:
+        return pd.DataFrame()
+    return trial_table(sweep.epochs, sweep.trials if not sweep.trials.empty else None)
+
+
+def wall_times(out: Path) -> dict[str, tuple[float, int]]:
+    """sweep -> (seconds over all its runs, number of runs), from wall_times.tsv."""
+    path = out / "wall_times.tsv"
+    if not path.exists():
+        return {}
+    total: dict[str, tuple[float, int]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            s, n = total.get(row["sweep"], (0.0, 0))
+            total[row["sweep"]] = (s + float(row["seconds"]), n + 1)
+    return total
+
+
+def _in_order(sweeps: list[SweepData]) -> list[SweepData]:
+    """The sweeps in the order scripts/findings.sh runs them."""
+    order = {kind: i for i, kind in enumerate(EXPERIMENTS)}
+    return sorted(sweeps, key=lambda s: (order.get(s.kind, len(order)), s.name))
+
+
+def experiments_section(sweeps: list[SweepData], times: dict[str, tuple[float, int]]) -> str:
+    """One row per sweep: its status, trials, failures, trials at chance and wall time."""
+    rows = []
+    for s in _in_order(sweeps):
+        t = _trials(s)
+        status = t["status"] if "status" in t else pd.Series(dtype=str)
+        failed = int(status.isin(FAILED_STATUSES).sum())
+        chance = at_chance(t) if not t.empty else pd.Series(dtype=bool)
+        by_arm = (
+            ", ".join(f"{a} {int(n)}" for a, n in t[chance].groupby("arm").size().items())
+            if chance.any()
+            else "0"
+        )
+        seconds, runs = times.get(s.name, (math.nan, 0))
+        rows.append(
+            [
+                s.name,
+                str(s.meta.get("status", "?")),
+                str(len(t)),
+                str(s.meta.get("expected_trials", "?")),
+                str(failed),
+                by_arm,
+                "-" if runs == 0 else f"{_hours(seconds)} ({runs} run{'s' * (runs > 1)})",
+            ]
+        )
+    head = ["sweep", "status", "trials", "expected", "failed", "at chance", "wall time"]
+    return markdown_table(head, rows, right={2, 3, 4})
+
+
+def provenance_section(sweeps: list[SweepData]) -> str:
+    """The commit and versions each sweep started with, and those of its resumes."""
+    rows = []
+    for s in _in_order(sweeps):
+        resumed = [r.get("provenance", {}) for r in s.meta.get("resumed", [])]
+        for i, p in enumerate([s.meta.get("provenance", {}), *resumed]):
+            git = p.get("git") or {}
+            versions = ", ".join(
+                f"{k} {p[k]}" for k in ("python", *PACKAGES) if p.get(k) is not None
+            )
+            commit = str(git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
+            rows.append([s.name, "start" if i == 0 else f"resume {i}", commit, versions])
+    return markdown_table(["sweep", "run", "commit", "versions"], rows)
+
+
+def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
+    """Seconds per image-epoch per family measured here: each main epoch's wall time over the
+    images it passed (training, validation, test), median over trials and epochs, in the sweeps
+    of the paper's central model on the whole capped training set."""
+    parts = []
+    for s in sweeps:
+        e = s.epochs
+        if e.empty or "wall_s" not in e or s.kind not in COST_KINDS:
+            continue
+        c = s.meta.get("spec", {}).get("constants", {})
+        images = sum(int(c.get(k) or 0) for k in ("max_train", "max_val", "max_test"))
+        if images == 0:
+            continue
+        main = e[e["epoch"] >= 1] if "epoch" in e else e
+        parts.append(main.assign(per_image=main["wall_s"] / images)[["family", "per_image"]])
+    if not parts:
+        return {}
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.groupby("family")["per_image"].median().to_dict()
+
+
+def paper_plan_section(specs: list[Any], per_image: dict[str, float]) -> str:
+    """The paper protocol's trials x epochs x cost per epoch, in CPU-hours here and GPU-hours."""
+    paper = get_protocol("paper")
+    rows = []
+    images = sum(PAPER_IMAGES.values())
+    for spec in specs:
+        if spec.datasets[0] == "toy2d":
+            continue
+        plan = build_plan(spec, parse_args(spec, ["--protocol", "paper", "--dataset", "fmnist"]))
+        fams = _families(plan)
+        epochs = paper.epochs_for(spec.name, spec.epochs, spec.smoke_epochs) + 2  # + warm-up
+        cpu = sum(n * epochs * images * per_image.get(f, math.nan) for f, n in fams.items())
+        steps = PAPER_IMAGES["train"] / 128 + 0.5 * (images - PAPER_IMAGES["train"]) / 128
+        gpu = sum(n * epochs * steps * _gpu_step(f) for f, n in fams.items())
+        rows.append(
+            [
+                spec.name,
+                ", ".join(f"{f} {n}" for f, n in sorted(fams.items())),
+                str(epochs),
+                "-" if math.isnan(cpu) else f"{cpu / 3600:,.0f}",
+                f"{gpu / 3600:,.1f}",
+                f"`ray submit cluster/cluster.yaml sweeps/{spec.name}.py --protocol paper "
+                f"--storage s3://BUCKET/results`",
+            ]
+        )
+    head = ["experiment", "trials", "epochs", "core-hours here", "GPU-hours (assumed)", "command"]
+    return markdown_table(head, rows, right={2, 3, 4})
+
+
+def _gpu_step(family: str) -> float:
+    return GPU_STEP_S.get(family, GPU_STEP_S["ibnn"])
+
+
+def _families(plan: Any) -> dict[str, int]:
+    if plan.kind == "search":
+        return {"ibnn": plan.expected_trials}
+    out: dict[str, int] = {}
+    for v in plan.variants:
+        out[v["family"]] = out.get(v["family"], 0) + 1
+    return out
+
+
+def render(out: Path) -> str:
+    specs = [load_spec(n) for n in EXPERIMENTS]
+    sweeps = load_storage(str(out))
+    tables = (out / "tables.md").read_text() if (out / "tables.md").exists() else "(not yet)"
+    reading = out / "reading.md"
+    per_image = cost_per_epoch(sweeps)
+    cost = ", ".join(f"{f} {v * 1e3:.2f} ms" for f, v in sorted(per_image.items())) or "none yet"
+    parts = [
+        f"# Findings at `--protocol {out.name}`",
+        "Every experiment of the paper run on one 2-core CPU machine by `bash scripts/findings.sh`"
+        " (each sweep's compacted tables and `sweep.json` are in the folders beside this file;"
+        " `python -m analysis findings/cpu` draws the dashboard). This file is written by"
+        " `scripts/findings_readme.py`: every number below comes from a generated table.",
+        "## The protocol",
+        protocol_section(specs),
+        "## The reading",
+        reading.read_text().strip() if reading.exists() else "(not yet written)",
+        "## The experiments",
+        experiments_section(sweeps, wall_times(out)),
+        "## The claims and the figures",
+        "As `python -m analysis findings/cpu --markdown findings/cpu/tables.md` writes them:",
+        tables.strip(),
+        "## The code and versions",
+        provenance_section(sweeps),
+        "## The paper-size plan",
+        "Trials of `--protocol paper` on Fashion-MNIST (each experiment's defaults), epochs with"
+        " the two warm-up epochs, and the cost: CPU-hours on this machine from the cost per"
+        f" image and epoch measured in these sweeps ({cost}, one trial per core), GPU-hours"
+        " *assumed*, not measured (no GPU was lent): an SM training step of 1.4 ms and an IBNN"
+        " step of 9.6 ms at batch 128 on one H200 (the design brief's prototype), evaluation at"
+        " half a step per image.",
+        paper_plan_section(specs, per_image),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", nargs="?", help="the findings folder, e.g. findings/cpu")
+    parser.add_argument(
+        "--protocol-table",
+        action="store_true",
+        help="print the protocols' table of docs/sweeps.md instead",
+    )
+    args = parser.parse_args(argv)
+    if args.protocol_table:
+        print(protocol_section([load_spec(n) for n in EXPERIMENTS]))
+        return 0
+    if args.out is None:
+        parser.error("the findings folder is required (or --protocol-table)")
+    out = Path(args.out)
+    if not out.is_dir():
+        print(f"findings_readme: error: {out} is not a folder", file=sys.stderr)
+        return 2
+    (out / "README.md").write_text(render(out))
+    print(json.dumps({"written": str(out / "README.md")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

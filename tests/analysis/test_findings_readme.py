@@ -1,0 +1,70 @@
+"""scripts/findings_readme.py: the findings README from generated tables only."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+from analysis_synthetic import REPO, build_expressivity, build_robustness
+from test_analysis_cli import _run
+
+from ibnn.sweep import build_plan, parse_args
+
+
+@pytest.fixture(scope="module")
+def readme_module():
+    spec = importlib.util.spec_from_file_location(
+        "findings_readme", REPO / "scripts/findings_readme.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _section(text: str, title: str) -> str:
+    body = text.split(f"## {title}\n\n", 1)[1]
+    return body.split("\n## ", 1)[0].strip()
+
+
+def test_the_readme_quotes_the_generated_tables_and_counts_each_sweep(tmp_path, readme_module):
+    out = tmp_path / "cpu"
+    build_expressivity(out)
+    build_robustness(out)
+    names = sorted(p.name for p in out.iterdir() if (p / "sweep.json").exists())
+    (out / "wall_times.tsv").write_text(
+        "sweep\tstarted_utc\tseconds\texit\n"
+        f"{names[0]}\t2026-01-01T00:00:00Z\t600\t130\n"
+        f"{names[0]}\t2026-01-01T01:00:00Z\t1200\t0\n"
+    )
+    (out / "reading.md").write_text("A hand-written reading.")
+    done = _run(str(out), "--out", str(tmp_path / "d.html"), "--markdown", str(out / "tables.md"))
+    assert done.returncode == 0, done.stderr
+    assert readme_module.main([str(out)]) == 0
+    text = (out / "README.md").read_text()
+
+    # the claims and figures exactly as python -m analysis --markdown wrote them
+    assert (out / "tables.md").read_text().strip() in text
+    assert _section(text, "The reading") == "A hand-written reading."
+    protocol = _section(text, "The protocol")
+    assert protocol.startswith("| protocol | `smoke` | `cpu` | `paper` |")
+    # one row per sweep, its trials counted from the Parquet tables
+    rows = [r for r in _section(text, "The experiments").splitlines()[2:]]
+    order = readme_module.EXPERIMENTS
+    expected = sorted(names, key=lambda n: [e in n for e in order].index(True))
+    assert [r.split(" | ")[0][2:] for r in rows] == expected
+    first = next(r for r in rows if r.startswith(f"| {names[0]} |"))
+    assert first.endswith("| 30 min (2 runs) |")
+    # the paper-size plan: the paper protocol's own trial counts
+    plan = _section(text, "The paper-size plan")
+    spec = readme_module.load_spec("expressivity")
+    paper = build_plan(spec, parse_args(spec, ["--protocol", "paper"]))
+    n_sm = sum(v["family"] == "sm" for v in paper.variants)
+    row = next(r for r in plan.splitlines() if r.startswith("| expressivity |"))
+    assert f"ibnn {len(paper.variants) - n_sm}, sm {n_sm}" in row and "| 82 |" in row
+
+
+def test_a_missing_folder_is_refused_in_one_line(tmp_path, readme_module, capsys):
+    assert readme_module.main([str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nowhere is not a folder")
+    shutil.rmtree(tmp_path, ignore_errors=True)
