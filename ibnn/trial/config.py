@@ -26,7 +26,17 @@ from ibnn.vocab import (
     lam_bound,
 )
 
-__all__ = ["TrialConfig", "config_fields"]
+__all__ = ["ADDED_FIELDS", "RUNTIME_FIELDS", "TrialConfig", "config_fields"]
+
+# Fields that say where and how fast a trial runs, not what it computes (warm starts change
+# only the solver's iterations; results agree to its tolerance): they are not part of a trial's
+# identity (its id in a sweep) and may differ between a checkpoint and its resume.
+RUNTIME_FIELDS = frozenset(
+    {"data_root", "download", "device", "num_workers", "eval_batch_size", "warm_start"}
+)
+# Fields added after sweeps first recorded trial ids, with the value that means "as before":
+# left out of a trial's id while at that value, so that sweeps started earlier keep their ids.
+ADDED_FIELDS: dict[str, Any] = {"max_val": None}
 
 
 def _f(default: Any, help: str) -> Any:
@@ -137,6 +147,19 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown TrialConfig keys {unknown}; valid keys: {sorted(names)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def same_as_saved(self, saved: dict[str, Any]) -> bool:
+        """Whether a config dict saved with a checkpoint is this config, ``RUNTIME_FIELDS``
+        aside. Fields added to TrialConfig since the checkpoint was written take their defaults
+        (an older checkpoint of the same trial still matches, e.g. one written before
+        ``warm_start``); a field the saved dict has and this version lacks, or any other
+        differing value, does not match."""
+        try:
+            old = TrialConfig.from_dict(saved).to_dict()
+        except (TypeError, ValueError):
+            return False
+        new = self.to_dict()
+        return all(old[k] == new[k] for k in new if k not in RUNTIME_FIELDS)
 
     def replace(self, **changes: Any) -> TrialConfig:
         """A validated copy with some fields changed (unknown keys are an error)."""

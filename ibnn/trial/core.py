@@ -386,7 +386,7 @@ class Trial:
     def load(self, path: str) -> None:
         """Restores a state written by ``save`` for the same config."""
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if state["cfg"] != self.cfg.to_dict():
+        if not self.cfg.same_as_saved(state["cfg"]):
             raise ValueError(f"checkpoint {path!r} was written for another TrialConfig")
         if state["in_main"] and not self.in_main:
             self._start_main()

@@ -138,7 +138,7 @@ class Trial:
     def load(self, path: str) -> None:
         with open(path, "rb") as f:
             state = pickle.load(f)
-        if state["cfg"] != self.cfg.to_dict():
+        if not self.cfg.same_as_saved(state["cfg"]):
             raise ValueError("checkpoint of another config")
         for k in ("records", "status", "best_epoch", "best_val"):
             setattr(self, k, state[k])

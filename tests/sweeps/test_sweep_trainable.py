@@ -203,3 +203,15 @@ def test_a_packed_trial_with_an_unreadable_checkpoint_restarts_as_a_solo_one_doe
     )
     trials = read_table(settings.storage, "sw", "trials").to_pandas()
     assert trials["status"].tolist() == ["ok", "ok"] and trials["epochs_done"].tolist() == [3, 3]
+
+
+def test_trial_ids_ignore_runtime_fields_and_added_fields_at_their_old_meaning():
+    from ibnn.sweep.trials.identity import trial_id
+    from ibnn.trial import TrialConfig
+
+    cfg = TrialConfig(family="ibnn", lam=-1.0, seed=3).to_dict()
+    older = {k: v for k, v in cfg.items() if k not in ("warm_start", "max_val")}
+    assert trial_id(older) == trial_id(cfg)  # as a sweep started before those fields recorded it
+    assert trial_id({**cfg, "warm_start": False, "eval_batch_size": 7}) == trial_id(cfg)
+    assert trial_id({**cfg, "max_val": 2000}) != trial_id(cfg)  # a capped validation set
+    assert trial_id({**cfg, "seed": 4}) != trial_id(cfg)

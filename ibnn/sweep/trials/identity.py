@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ibnn.sweep.trials.packing import PACK, member_configs
+from ibnn.trial.config import ADDED_FIELDS, RUNTIME_FIELDS
 
 __all__ = [
     "RUNTIME_KEYS",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 # Config fields that change where or how fast a trial runs, not its numbers: left out of trial_id.
-RUNTIME_KEYS = frozenset({"data_root", "download", "device", "num_workers", "eval_batch_size"})
+RUNTIME_KEYS = RUNTIME_FIELDS
 # Config key a search adds to each trial: its Optuna trial number (recorded, not a config field).
 SEARCH_NUMBER = "search_number"
 
@@ -75,8 +76,13 @@ def flatten_config(config: Mapping[str, Any], drop_keys: tuple[str, ...] = ()) -
 
 
 def trial_id(cfg_dict: Mapping[str, Any]) -> str:
-    """Deterministic id of a trial: a hash of its normalised config (runtime keys left out)."""
-    ident = {k: v for k, v in cfg_dict.items() if k not in RUNTIME_KEYS}
+    """Deterministic id of a trial: a hash of its normalised config (runtime keys left out, and
+    fields added since ids were first recorded while they keep their old meaning)."""
+    ident = {
+        k: v
+        for k, v in cfg_dict.items()
+        if k not in RUNTIME_KEYS and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])
+    }
     text = json.dumps(ident, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

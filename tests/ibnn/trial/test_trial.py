@@ -287,6 +287,27 @@ def test_same_config_and_seed_give_identical_records_and_resume_is_exact(tmp_pat
         Trial(cfg.replace(seed=2)).load(str(tmp_path / "ckpt.pt"))
 
 
+def test_a_checkpoint_written_before_a_field_existed_still_resumes(tmp_path):
+    cfg = toy(family="ibnn", lam=-1.0, epochs=2)  # warm_start and max_val at their defaults
+    trial = Trial(cfg)
+    trial.run_epoch()
+    path = str(tmp_path / "ckpt.pt")
+    trial.save(path)
+    state = torch.load(path, weights_only=False)
+    for added in ("warm_start", "max_val"):  # fields this version added, at their defaults
+        del state["cfg"][added]
+    torch.save(state, path)
+    assert cfg.same_as_saved(state["cfg"]) and not cfg.replace(seed=3).same_as_saved(state["cfg"])
+    Trial(cfg).load(path)  # resumes
+    Trial(cfg.replace(warm_start=False, eval_batch_size=64)).load(path)  # runtime fields
+    with pytest.raises(ValueError, match="another TrialConfig"):
+        Trial(cfg.replace(max_val=100)).load(path)  # a missing field means its default
+    state["cfg"]["removed_field"] = 1  # a field this version does not know
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="another TrialConfig"):
+        Trial(cfg).load(path)
+
+
 def test_with_warm_starts_runs_repeat_exactly_and_a_resume_agrees_to_the_tolerance(tmp_path):
     cfg = toy(family="ibnn", lam=-1.0, epochs=3, label_noise=0.1, train_fraction=0.5)
     assert cfg.warm_start  # the default
