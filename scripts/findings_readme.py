@@ -33,6 +33,7 @@ from ibnn.results.schema import FAILED_STATUSES
 from ibnn.sweep import build_plan, parse_args
 from ibnn.sweep.cluster.provenance import PACKAGES
 from ibnn.sweep.protocols import SIZED, get_protocol, protocol_table
+from ibnn.sweep.search.choice import load_search_choice
 from ibnn.trial import TrialConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +149,44 @@ def provenance_section(sweeps: list[SweepData]) -> str:
     return markdown_table(["sweep", "run", "commit", "versions"], rows)
 
 
+def search_section(sweeps: list[SweepData]) -> str:
+    """The search's trials, best first, and the configuration the replication sweeps took."""
+    search = [s for s in sweeps if s.kind == "search" and not s.trials.empty]
+    if not search:
+        return "No search sweep yet."
+    s = search[0]
+    rows = []
+    for _, r in s.trials.iterrows():
+        c = json.loads(r["config_json"])
+        objective = r.get("objective")
+        rows.append(
+            [
+                f"{c['lam']:.4g}",
+                f"{c['p']:g}",
+                "global" if c["w_extent"] is None else f"{c['w_extent']}x{c['w_extent']}",
+                "yes" if c["lam_trainable"] else "no",
+                str(c["seed"]),
+                str(r["status"]),
+                "-" if pd.isna(objective) else f"{100 * float(objective):.2f}",
+            ]
+        )
+    rows.sort(key=lambda row: -float(row[-1]) if row[-1] != "-" else 1.0)
+    head = ["lam", "p", "w", "trainable lam", "seed", "status", "val. accuracy (%)"]
+    table = markdown_table(head, rows, right={0, 1, 4, 6})
+    try:
+        neuron, info = load_search_choice(s.path)
+    except ValueError as err:
+        choice = f"No configuration confirmed yet ({err})."
+    else:
+        choice = (
+            f"Confirmed choice (`--from-search`): lam = {neuron['lam']:.4g}, p = "
+            f"{neuron['p']:g}, w_extent = {neuron['w_extent']}, trainable lam = "
+            f"{neuron['lam_trainable']}; median validation accuracy "
+            f"{100 * info['objective']:.2f}% over seeds {', '.join(map(str, info['seeds']))}."
+        )
+    return f"{choice}\n\n{table}"
+
+
 def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
     """Seconds per image-epoch per family measured here: each main epoch's wall time over the
     images it passed (training, validation, test), median over trials and epochs, in the sweeps
@@ -230,6 +269,10 @@ def render(out: Path) -> str:
         reading.read_text().strip() if reading.exists() else "(not yet written)",
         "## The experiments",
         experiments_section(sweeps, wall_times(out)),
+        "## The search",
+        "Every trial of the Optuna search (the confirmation runs are its seeds after the first),"
+        " best first; validation accuracy at the selected epoch, the search's objective.",
+        search_section(sweeps),
         "## The claims and the figures",
         "As `python -m analysis findings/cpu --markdown findings/cpu/tables.md` writes them:",
         tables.strip(),
