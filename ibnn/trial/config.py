@@ -155,7 +155,7 @@ class TrialConfig:
         ``warm_start``); a field the saved dict has and this version lacks, or any other
         differing value, does not match."""
         try:
-            old = TrialConfig.from_dict(saved).to_dict()
+            old = type(self).from_dict(saved).to_dict()
         except (TypeError, ValueError):
             return False
         new = self.to_dict()
