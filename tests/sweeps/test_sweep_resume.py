@@ -1,18 +1,23 @@
 """A sweep whose driver is SIGKILLed mid-sweep, then interrupted again with Ctrl-C, completes
 with --resume, each (trial_id, epoch) written exactly once, with the numbers of an
-uninterrupted run."""
+uninterrupted run. Compaction of the interrupted sweep is refused (it would leave a resumed
+trial's rows twice for a plain ``pandas.read_parquet``); once the resumed sweep has finished,
+it compacts and a plain pandas read holds every (trial_id, epoch) exactly once."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
+import pandas as pd
 import pytest
 
 from ibnn.results import read_table
+from ibnn.results.storage import COMPACT_FILE
 from ibnn.sweep.command_line.args import parse_args
 from ibnn.sweep.plan import build_plan
 from ibnn.sweep.trials.identity import flatten_config
@@ -79,6 +84,23 @@ def test_sigkill_then_resume_completes_without_duplicates(short_tmp):
         log.close()
     meta = json.loads((short_tmp / "res" / "df" / "sweep.json").read_text())
     assert meta["status"] == "interrupted" and meta["finished"] is None
+    console = (short_tmp / "second.log").read_text()  # Ctrl-C: our hint, not Ray's
+    outcome = re.search(r"interrupted: (\d+) ok, (\d+) failed of 8 trials; continue it", console)
+    assert outcome and "--resume" in console[outcome.end() :].splitlines()[0], console[-2000:]
+    assert "Tuner.restore" not in console and "Failed to fetch metrics" not in console
+    # The status line counts no trial stopped at Ctrl-C as done (it may count fewer than the
+    # summary: trials that ended after Tune's last snapshot before the kill are pending to Tune
+    # until their restored checkpoints report).
+    ok, failed = map(int, outcome.groups())
+    status = [ln.split("] ", 1)[1] for ln in console.splitlines() if "trials done" in ln]
+    shown = re.match(r"(\d+)/8 trials done \((\d+) failed\)", status[-1])
+    assert shown and int(shown[1]) <= ok + failed and int(shown[2]) <= failed, console
+    compact = [python(), "-m", "ibnn.sweep", "compact", str(short_tmp / "res" / "df")]
+    epochs_dir = short_tmp / "res" / "df" / "epochs"
+    before = {p: p.read_bytes() for p in sorted(epochs_dir.iterdir())}
+    refused = subprocess.run(compact, cwd=REPO, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "has not finished (status 'interrupted')" in refused.stderr
+    assert {p: p.read_bytes() for p in sorted(epochs_dir.iterdir())} == before
     third = subprocess.run(
         [*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
     )
@@ -108,3 +130,12 @@ def test_sigkill_then_resume_completes_without_duplicates(short_tmp):
     meta = json.loads((short_tmp / "res" / "df" / "sweep.json").read_text())
     assert meta["counts"] == {"ok": 8, "failed": 0, "total": 8}
     assert meta["status"] == "finished" and meta["finished"] and len(meta["resumed"]) == 2
+
+    done = subprocess.run(compact, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in epochs_dir.iterdir()] == [COMPACT_FILE]
+    epochs = pd.read_parquet(epochs_dir)  # plain pandas, no ibnn reader
+    trials = pd.read_parquet(short_tmp / "res" / "df" / "trials")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any() and len(epochs) == len(rows)
+    assert epochs["trial_id"].nunique() == 8
+    assert trials["trial_id"].is_unique and len(trials) == 8 and set(trials["status"]) == {"ok"}
