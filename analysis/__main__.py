@@ -15,7 +15,7 @@ from analysis.load import find_sweeps, load_sweep
 from analysis.markdown import write_markdown
 from analysis.report import compute_report
 from analysis.stats import BootstrapSpec
-from ibnn.results.errors import STORAGE_ERRORS, check_can_create
+from ibnn.results.errors import STORAGE_ERRORS, check_can_write_file
 from ibnn.results.errors import report as storage_error
 
 __all__ = ["main", "parse_args"]
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs["--markdown"] = args.markdown
     for flag, target in outputs.items():
         try:
-            check_can_create(Path(target))  # refused before the reading and the statistics
+            check_can_write_file(Path(target))  # refused before the reading and the statistics
         except OSError as err:
             return storage_error(prog, f"{flag} {target}", err)
     try:

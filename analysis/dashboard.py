@@ -23,6 +23,7 @@ from analysis.multiplicity import family_wise_text
 from analysis.power import POWER
 from analysis.report import Report
 from analysis.status import partial_notes
+from ibnn.results.errors import write_text_atomic
 
 __all__ = ["ERROR_RECORDER", "render_dashboard", "write_dashboard", "figure_divs"]
 
@@ -277,8 +278,6 @@ def render_dashboard(report: Report, storage: str) -> str:
 
 
 def write_dashboard(report: Report, out: str | Path, storage: str) -> Path:
-    """Write the page to `out` (folders created) and return its absolute path."""
-    path = Path(out).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_dashboard(report, storage), encoding="utf-8")
-    return path
+    """Write the page to `out` (folders created; atomically: an interrupted write keeps the
+    earlier page) and return its absolute path."""
+    return write_text_atomic(Path(out), render_dashboard(report, storage))

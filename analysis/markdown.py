@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.claims_view import ClaimCells, claim_cells
 from analysis.figures import FIGURES, FigureSpec
 from analysis.report import Report
+from ibnn.results.errors import write_text_atomic
 
 __all__ = [
     "markdown_table",
@@ -146,7 +147,4 @@ def write_markdown(report: Report, out: str) -> Path | None:
     if out == "-":
         print(text, end="")
         return None
-    path = Path(out).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(Path(out), text)  # an interrupted write keeps the earlier file

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-__all__ = ["STORAGE_ERRORS", "STORAGE_EXIT", "check_can_create", "one_line", "report"]
+__all__ = [
+    "STORAGE_ERRORS",
+    "STORAGE_EXIT",
+    "check_can_create",
+    "check_can_write_file",
+    "one_line",
+    "report",
+    "write_text_atomic",
+]
 
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowInvalid)
 STORAGE_EXIT = 2  # the exit status of a refused storage or path
@@ -74,3 +82,31 @@ def check_can_create(path: Path) -> None:
     except OSError as err:
         raise type(err)(err.errno, f"cannot create entries in {base}: {err.strerror}") from err
     probe.rmdir()
+
+
+def check_can_write_file(path: Path) -> None:
+    """:func:`check_can_create` for a file to be written: also refuses a path that is an
+    existing folder (before any work, rather than when the file is written at the end).
+
+    Raises:
+        OSError: ``IsADirectoryError`` for a folder, else as :func:`check_can_create`.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{path} is a folder, not a file")
+    check_can_create(path)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Writes ``text`` to ``path`` (folders created) through a hidden temporary file in the same
+    folder and a rename, so that an interrupted write leaves the earlier file whole; returns the
+    absolute path."""
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from analysis.__main__ import main
+from ibnn.results.errors import write_text_atomic
 from tests.readonly import run_read_only
 from tests.sweeps.s3_server import CREDENTIALS, s3_server
 
@@ -61,3 +62,40 @@ def test_a_markdown_file_below_a_regular_file(tmp_path, capsys):
     line = one_line(capsys.readouterr().err)
     assert line.startswith(f"python -m analysis: error: --markdown {f}/claims.md: {f} is a")
     assert not (tmp_path / "d.html").exists()
+
+
+def test_an_out_that_is_a_folder_is_refused_before_any_reading(tmp_path, capsys):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    assert main([str(tmp_path / "no-such-storage"), "--out", str(folder)]) == 2
+    line = one_line(capsys.readouterr().err)  # not the storage's error: --out comes first
+    assert line == f"python -m analysis: error: --out {folder}: {folder} is a folder, not a file"
+    args = [str(tmp_path / "no-such-storage"), "--out", str(tmp_path / "d.html")]
+    assert main([*args, "--markdown", str(folder)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line == (
+        f"python -m analysis: error: --markdown {folder}: {folder} is a folder, not a file"
+    )
+    assert list(folder.iterdir()) == [] and not (tmp_path / "d.html").exists()
+
+
+def test_an_interrupted_write_keeps_the_earlier_file(tmp_path, monkeypatch):
+    out = tmp_path / "d.html"
+    out.write_text("the earlier page\n")
+
+    def interrupted(self, text, encoding=None):  # a Ctrl-C part-way through the write
+        with open(self, "w", encoding=encoding) as f:
+            f.write(text[:10])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    try:
+        write_text_atomic(out, "<html>the new page</html>\n")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the write was not interrupted")
+    monkeypatch.undo()
+    assert out.read_text() == "the earlier page\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["d.html"]  # no temporary file left
+    assert write_text_atomic(out, "new\n") == out.resolve() and out.read_text() == "new\n"
