@@ -34,6 +34,7 @@ from ibnn.sweep import build_plan, parse_args
 from ibnn.sweep.cluster.provenance import PACKAGES
 from ibnn.sweep.protocols import SIZED, get_protocol, protocol_table
 from ibnn.sweep.search.choice import load_search_choice
+from ibnn.sweep.trials.packing import pack_variants
 from ibnn.trial import TrialConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,8 +190,9 @@ def search_section(sweeps: list[SweepData]) -> str:
 
 def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
     """Seconds per image-epoch per family measured here: each main epoch's wall time over the
-    images it passed (training, validation, test), median over trials and epochs, in the sweeps
-    of the paper's central model on the whole capped training set."""
+    images it passed (training, validation, test) and over its pack's trials (a pack's members
+    share one model, and each records the pack's epoch time), median over trials and epochs, in
+    the sweeps of the paper's central model on the whole capped training set."""
     parts = []
     for s in sweeps:
         e = s.epochs
@@ -201,27 +203,82 @@ def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
         if images == 0:
             continue
         main = e[e["epoch"] >= 1] if "epoch" in e else e
-        parts.append(main.assign(per_image=main["wall_s"] / images)[["family", "per_image"]])
+        size = main["trial_id"].map(pack_sizes(s)).fillna(1)
+        parts.append(main.assign(per_image=main["wall_s"] / size / images)[["family", "per_image"]])
     if not parts:
         return {}
     rows = pd.concat(parts, ignore_index=True)
     return rows.groupby("family")["per_image"].median().to_dict()
 
 
-def paper_plan_section(specs: list[Any], per_image: dict[str, float]) -> str:
-    """The paper protocol's trials x epochs x cost per epoch, in CPU-hours here and GPU-hours."""
+def pack_sizes(sweep: SweepData) -> dict[str, int]:
+    """trial_id -> the size of the pack it was trained in, from the sweep's plan rebuilt from its
+    recorded arguments (``ibnn.sweep.trials.packing``, CPU); {} where there is none to rebuild."""
+    args = sweep.meta.get("args")
+    if not args or sweep.kind not in EXPERIMENTS:
+        return {}
+    spec = load_spec(sweep.kind)
+    parsed = parse_args(spec, args)
+    plan = build_plan(spec, parsed)
+    if plan.kind == "search":
+        return {}
+    constants = plan.trial_constants("cpu")
+    packs = pack_variants(plan.variants, constants, parsed.pack, parsed.trial_module, False)
+    out = {}
+    for pack in packs:
+        for variant in pack:
+            out[plan.trial_ids[plan.variants.index(variant)]] = len(pack)
+    return out
+
+
+# arguments of a campaign sweep that do not carry over to its paper-size run (with a value
+# unless named in _NO_VALUE)
+_CAMPAIGN_ONLY = {"--protocol", "--storage", "--name", "--from-search", "--smoke", "--resume"}
+_NO_VALUE = {"--smoke", "--resume"}
+
+
+def paper_args(sweep: SweepData | None) -> tuple[list[str], bool]:
+    """The campaign sweep's own arguments for its paper-size run (its axes, dataset, neuron:
+    not its protocol, storage, name or search folder), and whether it took --from-search."""
+    args = list(sweep.meta.get("args") or []) if sweep is not None else []
+    kept: list[str] = []
+    searched = False
+    i = 0
+    while i < len(args):
+        flag = args[i].split("=", 1)[0]
+        if flag in _CAMPAIGN_ONLY:
+            searched |= flag == "--from-search"
+            i += 1 if "=" in args[i] or flag in _NO_VALUE else 2
+            continue
+        kept.append(args[i])
+        i += 1
+    return kept, searched
+
+
+def paper_plan_section(
+    specs: list[Any], per_image: dict[str, float], sweeps: list[SweepData]
+) -> str:
+    """The paper protocol's trials x epochs x cost per epoch, in CPU-hours here and GPU-hours,
+    each experiment with the arguments its campaign sweep ran with (its axes, say)."""
     paper = get_protocol("paper")
+    ran = {s.kind: s for s in _in_order(sweeps)}
     rows = []
     images = sum(PAPER_IMAGES.values())
     for spec in specs:
         if spec.datasets[0] == "toy2d":
             continue
-        plan = build_plan(spec, parse_args(spec, ["--protocol", "paper", "--dataset", "fmnist"]))
+        extra, searched = paper_args(ran.get(spec.name))
+        if not any(a.split("=", 1)[0] == "--dataset" for a in extra):
+            extra = ["--dataset", "fmnist", *extra]
+        plan = build_plan(spec, parse_args(spec, ["--protocol", "paper", *extra]))
         fams = _families(plan)
         epochs = paper.epochs_for(spec.name, spec.epochs, spec.smoke_epochs) + 2  # + warm-up
         cpu = sum(n * epochs * images * per_image.get(f, math.nan) for f, n in fams.items())
         steps = PAPER_IMAGES["train"] / 128 + 0.5 * (images - PAPER_IMAGES["train"]) / 128
         gpu = sum(n * epochs * steps * _gpu_step(f) for f, n in fams.items())
+        flags = " ".join(extra)
+        if searched:
+            flags += " --from-search s3://BUCKET/results/search_fmnist"
         rows.append(
             [
                 spec.name,
@@ -230,7 +287,7 @@ def paper_plan_section(specs: list[Any], per_image: dict[str, float]) -> str:
                 "-" if math.isnan(cpu) else f"{cpu / 3600:,.0f}",
                 f"{gpu / 3600:,.1f}",
                 f"`ray submit cluster/cluster.yaml sweeps/{spec.name}.py --protocol paper "
-                f"--storage s3://BUCKET/results`",
+                f"{flags} --storage s3://BUCKET/results`",
             ]
         )
     head = ["experiment", "trials", "epochs", "core-hours here", "GPU-hours (assumed)", "command"]
@@ -279,13 +336,14 @@ def render(out: Path) -> str:
         "## The code and versions",
         provenance_section(sweeps),
         "## The paper-size plan",
-        "Trials of `--protocol paper` on Fashion-MNIST (each experiment's defaults), epochs with"
+        "Trials of `--protocol paper` on Fashion-MNIST (each experiment with its campaign"
+        " sweep's own arguments, its axes say, not its protocol or storage), epochs with"
         " the two warm-up epochs, and the cost: CPU-hours on this machine from the cost per"
         f" image and epoch measured in these sweeps ({cost}, one trial per core), GPU-hours"
         " *assumed*, not measured (no GPU was lent): an SM training step of 1.4 ms and an IBNN"
         " step of 9.6 ms at batch 128 on one H200 (the design brief's prototype), evaluation at"
         " half a step per image.",
-        paper_plan_section(specs, per_image),
+        paper_plan_section(specs, per_image, sweeps),
     ]
     return "\n\n".join(parts) + "\n"
 

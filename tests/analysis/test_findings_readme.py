@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from analysis_synthetic import REPO, build_expressivity, build_robustness
 from test_analysis_cli import _run
@@ -68,3 +70,31 @@ def test_a_missing_folder_is_refused_in_one_line(tmp_path, readme_module, capsys
     assert readme_module.main([str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip().endswith("nowhere is not a folder")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_packed_trials_cost_their_share_of_the_packs_epoch(readme_module):
+    args = ["--protocol", "cpu", "--storage", "/nowhere", "--name", "r", "--dataset", "fmnist"]
+    args += ["--axis", "lam=-0.3,-1,-3"]
+    spec = readme_module.load_spec("robustness")
+    plan = build_plan(spec, parse_args(spec, args))
+    sweep = SimpleNamespace(kind="robustness", meta={"args": args})
+    sizes = readme_module.pack_sizes(sweep)
+    # on CPU the 5 SM trials share one pack; every IBNN trial runs alone
+    family = {tid: v["family"] for v, tid in zip(plan.variants, plan.trial_ids, strict=True)}
+    assert sorted(sizes) == sorted(plan.trial_ids)
+    assert {sizes[t] for t in sizes if family[t] == "sm"} == {5}
+    assert {sizes[t] for t in sizes if family[t] == "ibnn"} == {1}
+    # every member records the pack's epoch time: 5 s for the pack is 1 s per SM trial
+    rows = [{"trial_id": t, "family": family[t], "epoch": 1, "wall_s": 5.0} for t in sizes]
+    sweep.epochs = pd.DataFrame(rows)
+    sweep.meta["spec"] = {"constants": {"max_train": 600, "max_val": 200, "max_test": 200}}
+    cost = readme_module.cost_per_epoch([sweep])
+    assert cost == pytest.approx({"sm": 1.0 / 1000, "ibnn": 5.0 / 1000})
+
+
+def test_the_paper_plan_keeps_a_campaign_sweeps_axes_not_its_storage(readme_module):
+    args = ["--protocol", "cpu", "--storage", "/nowhere", "--name", "d", "--dataset", "fmnist"]
+    args += ["--from-search", "findings/cpu/search_fmnist", "--axis", "lam=-0.3,-1", "--resume"]
+    kept, searched = readme_module.paper_args(SimpleNamespace(meta={"args": args}))
+    assert kept == ["--dataset", "fmnist", "--axis", "lam=-0.3,-1"] and searched
+    assert readme_module.paper_args(None) == ([], False)
