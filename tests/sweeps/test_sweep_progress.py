@@ -50,6 +50,28 @@ def test_status_line_counts_and_time_left(monkeypatch):
     )
 
 
+def test_a_trial_past_its_last_epoch_shows_as_evaluating(monkeypatch):
+    """After its last epoch a trial runs its evaluations (PGD, Pixle: minutes for an IBNN); the
+    status line says so instead of an ETA of seconds that does not move."""
+    clock = [1000.0]
+    monkeypatch.setattr(progress_mod.time, "monotonic", lambda: clock[0])
+    prog = SweepProgress(total=3, verbose=False)
+    trials = [FakeTrial("a", "RUNNING"), FakeTrial("b", "RUNNING"), FakeTrial("c", "PENDING")]
+    for name, done in (("a", 4), ("b", 2)):
+        for k in range(1, done + 1):
+            result = {"epochs_done": k, "epochs_total": 4, "status": "running"}
+            prog.on_trial_result(0, trials, FakeTrial(name, "RUNNING"), result)
+    clock[0] += 60.0  # 6 epochs a minute; left: b 2, c 4
+    assert prog.status_line(trials) == (
+        "0/3 trials done (0 failed) | 2 running (1 evaluating) | 1 pending | 6.0 epochs/min | "
+        "ETA 0:01:00 + evaluations"
+    )
+    prog.on_trial_complete(0, trials, trials[0])
+    trials[0].status = "TERMINATED"
+    line = prog.status_line(trials)
+    assert line.endswith("| 1 running | 1 pending | 6.0 epochs/min | ETA 0:01:00")
+
+
 def test_a_callback_pickled_by_an_older_version_still_prints_on_resume(monkeypatch):
     """Tune restores the callbacks it pickled when the sweep started: one saved before packs
     existed has no ``unit``, and its clock must restart with the resumed run."""

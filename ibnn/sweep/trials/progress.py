@@ -1,11 +1,13 @@
 """The driver's console: a status line every few seconds, or one line per trial epoch.
 
 By default one line at most every ``every_s`` seconds: trials done (and how many of them
-failed), running and pending, throughput (trial epochs per minute in this run) and the time
-left at that pace. ``--verbose`` prints one line per finished trial epoch instead. Retries and
-trials failing for good are always printed. Replaces Ray Tune's wide status tables (the runner
-sets ``verbose=0``) and, unless ``--verbose``, Ray's and Tune's own informational lines
-(``ray_logging_level``); their warnings and errors still reach the console.
+failed), running (and how many of those are past their last epoch, evaluating) and pending,
+throughput (trial epochs per minute in this run) and the time left at that pace (epochs only:
+"+ evaluations" while a trial evaluates). ``--verbose`` prints one line per finished trial
+epoch instead. Retries and trials failing for good are always printed. Replaces Ray Tune's
+wide status tables (the runner sets ``verbose=0``) and, unless ``--verbose``, Ray's and Tune's
+own informational lines (``ray_logging_level``); their warnings and errors still reach the
+console.
 """
 
 from __future__ import annotations
@@ -140,13 +142,20 @@ class SweepProgress(tune.Callback):
         rate = self.epochs_seen / elapsed * 60 if elapsed > 0 else 0.0
         per_trial = max((n for _, n, _ in self.progress.values()), default=0)  # epochs
         left = (self.total - len(trials)) * per_trial  # trials a searcher has not created yet
+        evaluating = 0  # running trials past their last epoch: their evaluations (attacks, ...)
         for t in trials:
             if not self._ended(t):
                 k, n, _ = self.progress.get(str(t), (0, per_trial, ""))
                 left += max(n - k, 0)
+                evaluating += t.status == "RUNNING" and 0 < n <= k
         eta = _clock(left / rate * 60) if rate > 0 and per_trial else "?"
+        if evaluating:  # the time left counts epochs; evaluations take what they take
+            running_text = f"{running} running ({evaluating} evaluating)"
+            eta += " + evaluations"
+        else:
+            running_text = f"{running} running"
         return (
-            f"{done}/{self.total} {self.unit} done ({failed} failed) | {running} running | "
+            f"{done}/{self.total} {self.unit} done ({failed} failed) | {running_text} | "
             f"{pending} pending | {rate:.1f} epochs/min | ETA {eta}"
         )
 
