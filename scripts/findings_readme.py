@@ -188,6 +188,41 @@ def search_section(sweeps: list[SweepData]) -> str:
     return f"{choice}\n\n{table}"
 
 
+def against_sm_section(sweeps: list[SweepData]) -> str:
+    """The confirmed choice against SM: in every replication sweep that took its neuron from
+    the search, SM and IBNN trials at the sweep's base condition (the whole capped training
+    set, no label noise, the dataset's default model): seeds, and median validation accuracy
+    (at the selected epoch) and test accuracy of the selected model per arm."""
+    rows = []
+    for s in _in_order(sweeps):
+        if (s.meta.get("neuron_source") or {}).get("source") != "search":
+            continue
+        t = _trials(s)
+        if t.empty:
+            continue
+        base = t[t["status"].isin(["ok"])] if "status" in t else t
+        for column, value in (("train_fraction", 1.0), ("label_noise", 0.0)):
+            if column in base:
+                base = base[base[column].fillna(value) == value]
+        if "C" in base and base["C"].nunique() > 1:
+            default_c = TrialConfig(dataset=str(base["dataset"].iloc[0])).C
+            base = base[base["C"] == default_c]
+        for arm, g in base.groupby("arm", sort=True):
+            rows.append(
+                [
+                    s.name,
+                    str(arm),
+                    str(len(g)),
+                    f"{100 * g['val_acc'].median():.2f}",
+                    f"{100 * g['test_acc'].median():.2f}",
+                ]
+            )
+    if not rows:
+        return "No replication sweep has run at the search's choice yet."
+    head = ["sweep", "arm", "trials", "median val. accuracy (%)", "median test accuracy (%)"]
+    return markdown_table(head, rows, right={2, 3, 4})
+
+
 def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
     """Seconds per image-epoch per family measured here: each main epoch's wall time over the
     images it passed (training, validation, test) and over its pack's trials (a pack's members
@@ -330,6 +365,11 @@ def render(out: Path) -> str:
         "Every trial of the Optuna search (the confirmation runs are its seeds after the first),"
         " best first; validation accuracy at the selected epoch, the search's objective.",
         search_section(sweeps),
+        "The confirmed choice against SM, in each replication sweep that ran it: the trials at"
+        " the sweep's base condition (the whole capped training set, no label noise, the"
+        " default model), medians of the selected models (the claims below compare the arms"
+        " per seed, with intervals).",
+        against_sm_section(sweeps),
         "## The claims and the figures",
         "As `python -m analysis findings/cpu --markdown findings/cpu/tables.md` writes them:",
         tables.strip(),

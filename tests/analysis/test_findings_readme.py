@@ -98,3 +98,25 @@ def test_the_paper_plan_keeps_a_campaign_sweeps_axes_not_its_storage(readme_modu
     kept, searched = readme_module.paper_args(SimpleNamespace(meta={"args": args}))
     assert kept == ["--dataset", "fmnist", "--axis", "lam=-0.3,-1"] and searched
     assert readme_module.paper_args(None) == ([], False)
+
+
+def test_the_confirmed_choice_against_sm_takes_each_arms_base_condition(readme_module, monkeypatch):
+    rows = []
+    for arm, accs in (("SM", (0.80, 0.82, 0.84)), ("IBNN (λ=0.01, p=20)", (0.81, 0.83, 0.85))):
+        for seed, acc in enumerate(accs):
+            base = {"arm": arm, "status": "ok", "dataset": "fmnist", "seed": seed, "C": 3}
+            rows.append({**base, "train_fraction": 1.0, "val_acc": acc, "test_acc": acc - 0.01})
+            rows.append({**base, "train_fraction": 0.1, "val_acc": 0.1, "test_acc": 0.1})
+    searched = SimpleNamespace(
+        name="df", kind="data_fraction", meta={"neuron_source": {"source": "search"}}
+    )
+    default = SimpleNamespace(
+        name="rb", kind="robustness", meta={"neuron_source": {"source": "default"}}
+    )
+    monkeypatch.setattr(readme_module, "_trials", lambda s: pd.DataFrame(rows))
+    table = readme_module.against_sm_section([default, searched]).splitlines()
+    assert table[2:] == [
+        "| df | IBNN (λ=0.01, p=20) | 3 | 83.00 | 82.00 |",
+        "| df | SM | 3 | 82.00 | 81.00 |",
+    ]
+    assert "No replication sweep" in readme_module.against_sm_section([default])
