@@ -25,6 +25,7 @@ CONSTANTS = {
     "epochs": 1,
     "warmup_epochs": 1,
     "max_train": 400,
+    "max_val": 100,  # not the 6,000 images of the default validation split every epoch
     "max_test": 200,
     "n_eval": 100,
     "batch_size": 64,
