@@ -6,7 +6,9 @@ in the path, a read-only mount, an unreachable object store; its AWS messages sp
 The commands (sweeps, ``python -m ibnn.sweep compact``, ``python -m analysis``) catch exactly
 :data:`STORAGE_ERRORS` around their storage work and print :func:`one_line` instead of a
 traceback; ``--verbose`` adds the traceback. Nothing is retried or cleaned up here: the command
-stops where the problem arose, so files already written stay as they are.
+stops where the problem arose, so files already written stay as they are. Local output files
+are checked before any work (:func:`check_can_create`, :func:`check_can_write_file`) and
+written whole or not at all (:func:`write_text_atomic`).
 """
 
 from __future__ import annotations
