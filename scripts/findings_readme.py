@@ -223,11 +223,12 @@ def against_sm_section(sweeps: list[SweepData]) -> str:
     return markdown_table(head, rows, right={2, 3, 4})
 
 
-def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
-    """Seconds per image-epoch per family measured here: each main epoch's wall time over the
-    images it passed (training, validation, test) and over its pack's trials (a pack's members
-    share one model, and each records the pack's epoch time), median over trials and epochs, in
-    the sweeps of the paper's central model on the whole capped training set."""
+def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, dict[str, float]]:
+    """Seconds per image-epoch, per experiment and family, measured here: each main epoch's wall
+    time over the images it passed (training, validation, test) and over its pack's trials (a
+    pack's members share one model, and each records the pack's epoch time), median over trials
+    and epochs, in the sweeps of the paper's central model on the whole capped training set
+    (``COST_KINDS``)."""
     parts = []
     for s in sweeps:
         e = s.epochs
@@ -239,11 +240,30 @@ def cost_per_epoch(sweeps: list[SweepData]) -> dict[str, float]:
             continue
         main = e[e["epoch"] >= 1] if "epoch" in e else e
         size = main["trial_id"].map(pack_sizes(s)).fillna(1)
-        parts.append(main.assign(per_image=main["wall_s"] / size / images)[["family", "per_image"]])
+        cost = main.assign(kind=s.kind, per_image=main["wall_s"] / size / images)
+        parts.append(cost[["kind", "family", "per_image"]])
     if not parts:
         return {}
     rows = pd.concat(parts, ignore_index=True)
-    return rows.groupby("family")["per_image"].median().to_dict()
+    medians = rows.groupby(["kind", "family"])["per_image"].median()
+    out: dict[str, dict[str, float]] = {}
+    for (kind, family), value in medians.items():
+        out.setdefault(kind, {})[family] = float(value)
+    return out
+
+
+def cost_for(kind: str, costs: dict[str, dict[str, float]], searched: bool) -> dict[str, float]:
+    """The cost per image-epoch to plan ``kind``'s paper-size run with: its own sweep's where it
+    was measured and its neuron is fixed; else (not measured, or its neuron comes from the
+    search, which at paper size may choose a stiffer one than this campaign's) per family the
+    highest measured in any sweep."""
+    if kind in costs and not searched:
+        return costs[kind]
+    out: dict[str, float] = {}
+    for measured in costs.values():
+        for family, value in measured.items():
+            out[family] = max(out.get(family, 0.0), value)
+    return out
 
 
 def pack_sizes(sweep: SweepData) -> dict[str, int]:
@@ -291,7 +311,7 @@ def paper_args(sweep: SweepData | None) -> tuple[list[str], bool]:
 
 
 def paper_plan_section(
-    specs: list[Any], per_image: dict[str, float], sweeps: list[SweepData]
+    specs: list[Any], costs: dict[str, dict[str, float]], sweeps: list[SweepData]
 ) -> str:
     """The paper protocol's trials x epochs x cost per epoch, in CPU-hours here and GPU-hours,
     each experiment with the arguments its campaign sweep ran with (its axes, say)."""
@@ -308,6 +328,7 @@ def paper_plan_section(
         plan = build_plan(spec, parse_args(spec, ["--protocol", "paper", *extra]))
         fams = _families(plan)
         epochs = paper.epochs_for(spec.name, spec.epochs, spec.smoke_epochs) + 2  # + warm-up
+        per_image = cost_for(spec.name, costs, searched)
         cpu = sum(n * epochs * images * per_image.get(f, math.nan) for f, n in fams.items())
         steps = PAPER_IMAGES["train"] / 128 + 0.5 * (images - PAPER_IMAGES["train"]) / 128
         gpu = sum(n * epochs * steps * _gpu_step(f) for f, n in fams.items())
@@ -319,7 +340,7 @@ def paper_plan_section(
                 spec.name,
                 ", ".join(f"{f} {n}" for f, n in sorted(fams.items())),
                 str(epochs),
-                "-" if math.isnan(cpu) else f"{cpu / 3600:,.0f}",
+                "-" if math.isnan(cpu) else f"{cpu / 3600:,.{0 if cpu >= 36000 else 1}f}",
                 f"{gpu / 3600:,.1f}",
                 f"`ray submit cluster/cluster.yaml sweeps/{spec.name}.py --protocol paper "
                 f"{flags} --storage s3://BUCKET/results`",
@@ -347,8 +368,11 @@ def render(out: Path) -> str:
     sweeps = load_storage(str(out))
     tables = (out / "tables.md").read_text() if (out / "tables.md").exists() else "(not yet)"
     reading = out / "reading.md"
-    per_image = cost_per_epoch(sweeps)
-    cost = ", ".join(f"{f} {v * 1e3:.2f} ms" for f, v in sorted(per_image.items())) or "none yet"
+    costs = cost_per_epoch(sweeps)
+    cost = "; ".join(
+        f"{kind}: " + ", ".join(f"{f} {v * 1e3:.2f} ms" for f, v in sorted(fams.items()))
+        for kind, fams in sorted(costs.items(), key=lambda kv: EXPERIMENTS.index(kv[0]))
+    )
     parts = [
         f"# Findings at `--protocol {out.name}`",
         "Every experiment of the paper run on one 2-core CPU machine by `bash scripts/findings.sh`"
@@ -379,11 +403,15 @@ def render(out: Path) -> str:
         "Trials of `--protocol paper` on Fashion-MNIST (each experiment with its campaign"
         " sweep's own arguments, its axes say, not its protocol or storage), epochs with"
         " the two warm-up epochs, and the cost: CPU-hours on this machine from the cost per"
-        f" image and epoch measured in these sweeps ({cost}, one trial per core), GPU-hours"
+        f" image and epoch measured in these sweeps ({cost or 'none yet'}; one trial per core,"
+        " two at once on the 2 cores): an experiment's own where its neuron is fixed, else per"
+        " family the highest of them (the experiments that take the search's neuron: at paper"
+        " size the search may choose a stiffer one than this campaign's); epochs only, the"
+        " final evaluations (attacks) not counted; GPU-hours"
         " *assumed*, not measured (no GPU was lent): an SM training step of 1.4 ms and an IBNN"
         " step of 9.6 ms at batch 128 on one H200 (the design brief's prototype), evaluation at"
         " half a step per image.",
-        paper_plan_section(specs, per_image, sweeps),
+        paper_plan_section(specs, costs, sweeps),
     ]
     return "\n\n".join(parts) + "\n"
 

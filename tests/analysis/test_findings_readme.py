@@ -89,7 +89,14 @@ def test_packed_trials_cost_their_share_of_the_packs_epoch(readme_module):
     sweep.epochs = pd.DataFrame(rows)
     sweep.meta["spec"] = {"constants": {"max_train": 600, "max_val": 200, "max_test": 200}}
     cost = readme_module.cost_per_epoch([sweep])
-    assert cost == pytest.approx({"sm": 1.0 / 1000, "ibnn": 5.0 / 1000})
+    assert cost.keys() == {"robustness"}
+    assert cost["robustness"] == pytest.approx({"sm": 1.0 / 1000, "ibnn": 5.0 / 1000})
+    # the paper-size plan takes an experiment's own cost where its neuron is fixed, else the
+    # highest measured per family
+    both = {**cost, "learning_speed": {"sm": 0.5 / 1000, "ibnn": 9.0 / 1000}}
+    assert readme_module.cost_for("robustness", both, searched=False) == cost["robustness"]
+    assert readme_module.cost_for("robustness", both, searched=True) == {"sm": 1e-3, "ibnn": 9e-3}
+    assert readme_module.cost_for("data_fraction", both, searched=False)["ibnn"] == 9e-3
 
 
 def test_the_paper_plan_keeps_a_campaign_sweeps_axes_not_its_storage(readme_module):
