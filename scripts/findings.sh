@@ -14,14 +14,29 @@
 # where it stopped (a finished sweep is not run again). A finished sweep is compacted and its
 # tables and sweep.json are copied to findings/cpu/<sweep>/; each run's wall time is appended
 # to findings/cpu/wall_times.tsv. Environment: FINDINGS_PROTOCOL (default cpu; smoke checks the
-# script itself in minutes), FINDINGS_WORK, FINDINGS_OUT (default findings/<protocol>).
+# script itself in minutes), FINDINGS_OUT (default findings/<protocol>), FINDINGS_WORK (default
+# ~/.cache/ibnn/findings-<name of FINDINGS_OUT>), FINDINGS_NEURON (the replication sweeps'
+# neuron flags, e.g. "--lam -1", instead of the search's choice: the search is then not run)
+# and FINDINGS_ONLY (the experiments to run, e.g. "data_fraction learning_speed"; default all).
+# A second campaign at another neuron goes to a folder of its own, e.g.
+#   FINDINGS_OUT=findings/cpu-lam-1 FINDINGS_NEURON="--lam -1" \
+#   FINDINGS_ONLY="data_fraction expressivity learning_speed memorization" bash scripts/findings.sh
+# (its SM trials repeat these; a folder of its own keeps the analysis from counting them twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RAY_USAGE_STATS_ENABLED=0
 protocol=${FINDINGS_PROTOCOL:-cpu}
-work=${FINDINGS_WORK:-$HOME/.cache/ibnn/findings-$protocol}
 out=${FINDINGS_OUT:-findings/$protocol}
+work=${FINDINGS_WORK:-$HOME/.cache/ibnn/findings-$(basename "$out")}
+only=${FINDINGS_ONLY:-search toy2d robustness data_fraction expressivity learning_speed memorization transfer}
+for e in $only; do
+  case " search toy2d robustness data_fraction expressivity learning_speed memorization transfer " in
+    *" $e "*) ;;
+    *) echo "[findings] FINDINGS_ONLY: unknown experiment '$e' (one of: search toy2d robustness" \
+      "data_fraction expressivity learning_speed memorization transfer)" >&2; exit 2 ;;
+  esac
+done
 py=.venv/bin/python
 mkdir -p "$work" "$out"
 times="$out/wall_times.tsv"
@@ -48,10 +63,12 @@ publish() {
   rm -rf "${out:?}/$1" && mv "$out/$1.tmp" "$out/$1"
 }
 
-# sweep SWEEP SCRIPT ARGS...: run (or resume) one experiment unless it is already published.
+# sweep SWEEP SCRIPT ARGS...: run (or resume) one experiment unless it is already published or
+# not in FINDINGS_ONLY.
 sweep() {
   local name=$1 script=$2
   shift 2
+  case " $only " in *" $script "*) ;; *) return 0 ;; esac
   if finished "$name"; then
     say "$name: finished (findings copy), skipped"
     return 0
@@ -72,10 +89,12 @@ sweep() {
   esac
 }
 
-# The replication sweeps' neuron: the search's confirmed choice (read from the committed
-# copy, so a new checkout makes the same choice), else lam = -1.
+# The replication sweeps' neuron: FINDINGS_NEURON if set, else the search's confirmed choice
+# (read from the committed copy, so a new checkout makes the same choice), else lam = -1.
 neuron() {
-  if "$py" -c "from ibnn.sweep.search.choice import load_search_choice as f; f('$out/search_fmnist')" \
+  if [ -n "${FINDINGS_NEURON:-}" ]; then
+    echo "$FINDINGS_NEURON"
+  elif "$py" -c "from ibnn.sweep.search.choice import load_search_choice as f; f('$out/search_fmnist')" \
     >/dev/null 2>&1; then
     echo "--from-search $out/search_fmnist"
   else
@@ -84,7 +103,7 @@ neuron() {
 }
 
 if [ "${1:-}" != "--readme" ]; then
-  sweep search_fmnist search --dataset fmnist
+  [ -n "${FINDINGS_NEURON:-}" ] || sweep search_fmnist search --dataset fmnist
   read -r -a chosen <<< "$(neuron)"
   say "replication neuron: ${chosen[*]}"
   sweep toy2d toy2d

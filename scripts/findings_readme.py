@@ -154,7 +154,7 @@ def search_section(sweeps: list[SweepData]) -> str:
     """The search's trials, best first, and the configuration the replication sweeps took."""
     search = [s for s in sweeps if s.kind == "search" and not s.trials.empty]
     if not search:
-        return "No search sweep yet."
+        return "No search sweep in this folder."
     s = search[0]
     rows = []
     for _, r in s.trials.iterrows():
@@ -363,6 +363,26 @@ def _families(plan: Any) -> dict[str, int]:
     return out
 
 
+def _protocol(sweeps: list[SweepData], out: Path) -> str:
+    """The protocol the sweeps ran at (their recorded ``--protocol``), else the folder's name."""
+    for s in sweeps:
+        args = list(s.meta.get("args") or [])
+        for i, a in enumerate(args):
+            if a == "--protocol" and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith("--protocol="):
+                return a.split("=", 1)[1]
+    return out.name
+
+
+def _shown(out: Path) -> str:
+    """The folder as a command in this repository names it (relative where it lies inside)."""
+    try:
+        return str(out.resolve().relative_to(REPO))
+    except ValueError:
+        return str(out)
+
+
 def render(out: Path) -> str:
     specs = [load_spec(n) for n in EXPERIMENTS]
     sweeps = load_storage(str(out))
@@ -373,11 +393,12 @@ def render(out: Path) -> str:
         f"{kind}: " + ", ".join(f"{f} {v * 1e3:.2f} ms" for f, v in sorted(fams.items()))
         for kind, fams in sorted(costs.items(), key=lambda kv: EXPERIMENTS.index(kv[0]))
     )
+    folder = _shown(out)
     parts = [
-        f"# Findings at `--protocol {out.name}`",
-        "Every experiment of the paper run on one 2-core CPU machine by `bash scripts/findings.sh`"
+        f"# Findings at `--protocol {_protocol(sweeps, out)}`",
+        "Experiments of the paper run on one 2-core CPU machine by `bash scripts/findings.sh`"
         " (each sweep's compacted tables and `sweep.json` are in the folders beside this file;"
-        " `python -m analysis findings/cpu` draws the dashboard). This file is written by"
+        f" `python -m analysis {folder}` draws the dashboard). This file is written by"
         " `scripts/findings_readme.py`: every number below comes from a generated table.",
         "## The protocol",
         protocol_section(specs),
@@ -395,7 +416,7 @@ def render(out: Path) -> str:
         " per seed, with intervals).",
         against_sm_section(sweeps),
         "## The claims and the figures",
-        "As `python -m analysis findings/cpu --markdown findings/cpu/tables.md` writes them:",
+        f"As `python -m analysis {folder} --markdown {folder}/tables.md` writes them:",
         tables.strip(),
         "## The code and versions",
         provenance_section(sweeps),
