@@ -266,6 +266,16 @@ def cost_for(kind: str, costs: dict[str, dict[str, float]], searched: bool) -> d
     return out
 
 
+def _from_repo(args: list[str]) -> list[str]:
+    """``args`` with a relative ``--from-search`` folder taken from the repository's root, where
+    scripts/findings.sh ran the sweep (this script may run from elsewhere)."""
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a == "--from-search" and "://" not in out[i + 1] and not Path(out[i + 1]).is_absolute():
+            out[i + 1] = str(REPO / out[i + 1])
+    return out
+
+
 def pack_sizes(sweep: SweepData) -> dict[str, int]:
     """trial_id -> the size of the pack it was trained in, from the sweep's plan rebuilt from its
     recorded arguments (``ibnn.sweep.trials.packing``, CPU); {} where there is none to rebuild."""
@@ -273,7 +283,7 @@ def pack_sizes(sweep: SweepData) -> dict[str, int]:
     if not args or sweep.kind not in EXPERIMENTS:
         return {}
     spec = load_spec(sweep.kind)
-    parsed = parse_args(spec, args)
+    parsed = parse_args(spec, _from_repo(args))
     plan = build_plan(spec, parsed)
     if plan.kind == "search":
         return {}

@@ -105,6 +105,10 @@ def test_the_paper_plan_keeps_a_campaign_sweeps_axes_not_its_storage(readme_modu
     kept, searched = readme_module.paper_args(SimpleNamespace(meta={"args": args}))
     assert kept == ["--dataset", "fmnist", "--axis", "lam=-0.3,-1"] and searched
     assert readme_module.paper_args(None) == ([], False)
+    # the recorded search folder is the repository's, whichever folder this script runs from
+    resolved = readme_module._from_repo(args)
+    assert resolved[resolved.index("--from-search") + 1] == str(REPO / "findings/cpu/search_fmnist")
+    assert readme_module._from_repo(["--from-search", "s3://b/s"]) == ["--from-search", "s3://b/s"]
 
 
 def test_the_confirmed_choice_against_sm_takes_each_arms_base_condition(readme_module, monkeypatch):
