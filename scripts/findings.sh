@@ -24,19 +24,19 @@
 # (its SM trials repeat these; a folder of its own keeps the analysis from counting them twice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+experiments="search toy2d robustness data_fraction expressivity learning_speed memorization transfer"
+only=${FINDINGS_ONLY:-$experiments}
+for e in $only; do  # refused before any work
+  case " $experiments " in
+    *" $e "*) ;;
+    *) echo "[findings] FINDINGS_ONLY: unknown experiment '$e' (one of: $experiments)" >&2; exit 2 ;;
+  esac
+done
 bash scripts/setup.sh
 export RAY_USAGE_STATS_ENABLED=0
 protocol=${FINDINGS_PROTOCOL:-cpu}
 out=${FINDINGS_OUT:-findings/$protocol}
 work=${FINDINGS_WORK:-$HOME/.cache/ibnn/findings-$(basename "$out")}
-only=${FINDINGS_ONLY:-search toy2d robustness data_fraction expressivity learning_speed memorization transfer}
-for e in $only; do
-  case " search toy2d robustness data_fraction expressivity learning_speed memorization transfer " in
-    *" $e "*) ;;
-    *) echo "[findings] FINDINGS_ONLY: unknown experiment '$e' (one of: search toy2d robustness" \
-      "data_fraction expressivity learning_speed memorization transfer)" >&2; exit 2 ;;
-  esac
-done
 py=.venv/bin/python
 mkdir -p "$work" "$out"
 times="$out/wall_times.tsv"
