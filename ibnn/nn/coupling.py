@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ibnn.nn import compiled
 from ibnn.vocab import check_w_extent
 
 __all__ = [
@@ -403,6 +404,31 @@ class WindowCoupling(PreciseCoupling):
             torch.sub(self._at(padded, *o), z, out=diff)
         return out
 
+    # -- compiled loops (CPU; see ibnn.nn.compiled) -------------------------------------------
+    def _compiled(self, *tensors: Tensor) -> bool:
+        """Whether ``tensors`` go through the compiled loops: float CPU tensors outside
+        autograd, with the loops available."""
+        return compiled.enabled() and all(
+            t.device.type == "cpu"
+            and t.dtype in (torch.float32, torch.float64)
+            and not (t.requires_grad and torch.is_grad_enabled())
+            for t in tensors
+        )
+
+    def _shifts(self) -> np.ndarray:
+        """(n_offsets,) int64 flat shifts dy W + dx of the half-window offsets."""
+        if "shifts" not in self._cache:
+            shifts = [dy * self.width + dx for dy, dx in self.offsets]
+            self._cache["shifts"] = np.asarray(shifts, dtype=np.int64)
+        return self._cache["shifts"]
+
+    def _compiled_pair_tanh(self, z: Tensor) -> np.ndarray:
+        """(n_offsets, R, D) tanh(p z_{i+o} - p z_i), unmasked."""
+        zn = z.detach().reshape(-1, self.height * self.width).contiguous().numpy()
+        t = compiled.pair_differences(zn, self.p, self._shifts())
+        np.tanh(t, out=t)
+        return t
+
     def _symmetric_sum(self, pairs: Tensor) -> Tensor:
         """sum_o pairs_o(i) + pairs_o(i - o): each pair value added at both of its units."""
         return self._paired_sum(pairs, Tensor.add_)
@@ -427,6 +453,10 @@ class WindowCoupling(PreciseCoupling):
 
     # -- protocol ----------------------------------------------------------------------------
     def _cross(self, z: Tensor) -> Tensor:
+        if self._compiled(z):
+            t, masks = self._compiled_pair_tanh(z), self.masks(z)[:, 0].numpy()
+            B = compiled.window_cross(t, masks, self._shifts(), 1.0 / self.extent**2)
+            return torch.from_numpy(B)
         t = tanh_(self._pair_diffs(self.p * z)).mul_(self.masks(z))
         return self._antisymmetric_sum(t).mul_(1.0 / self.extent**2)
 
@@ -437,6 +467,13 @@ class WindowCoupling(PreciseCoupling):
     def _linearize(self, z: Tensor) -> Linearization:
         w = 1.0 / self.extent**2
         masks = self.masks(z)
+        if self._compiled(z):
+            t = self._compiled_pair_tanh(z)
+            shifts, mask_rows = self._shifts(), masks[:, 0].numpy()
+            B, k, row_sum = compiled.window_terms(t, mask_rows, shifts, w, w * self.p)
+            # K laid out (R, n_offsets, D), handed on as its (n_offsets, R, D) view
+            k = torch.from_numpy(k).transpose(0, 1)
+            return self._assemble(torch.from_numpy(B), k, torch.from_numpy(row_sum))
         t = tanh_(self._pair_diffs(self.p * z)).mul_(masks)
         B = self._antisymmetric_sum(t) * w
         k = torch.addcmul(masks, t, t, value=-1.0).mul_(w * self.p)  # K_{i,i+o}, 0 outside
@@ -487,6 +524,13 @@ class WindowCoupling(PreciseCoupling):
         offsets = self.offsets
 
         def matvec(v: Tensor) -> Tensor:
+            if k.shape[1] == v.shape[0] == row_sum.shape[0] and self._compiled(v, k):
+                by_row = k.transpose(0, 1).contiguous()  # no copy where K came from the loops
+                out = compiled.window_matvec(
+                    by_row.numpy(), self._shifts(), row_sum.contiguous().numpy(),
+                    v.detach().contiguous().numpy(),
+                )  # fmt: skip
+                return torch.from_numpy(out)
             padded = self._pad(v)
             out = self._pad(-row_sum * v)
             centre = self._at(out, 0, 0)
@@ -517,6 +561,9 @@ class WindowCoupling(PreciseCoupling):
             return apply
 
         def subset(rows: Tensor) -> Linearization:
+            if k.stride(1) > k.stride(0):  # laid out by row (the compiled loops): keep it so
+                return self._assemble(B[rows], k.transpose(0, 1)[rows].transpose(0, 1),
+                                      row_sum[rows])  # fmt: skip
             return self._assemble(B[rows], k[:, rows], row_sum[rows])
 
         def merge(rows: Tensor, part: Linearization, reuse: bool) -> Linearization:

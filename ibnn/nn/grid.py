@@ -16,15 +16,19 @@ gracefully; the solver statistics report the residual either way).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ibnn.nn import compiled
 from ibnn.nn.coupling import Linearization, PreciseCoupling, log_cosh, uniform_flat
 
 __all__ = ["GridCoupling"]
 
 _PAD = 3  # empty nodes kept on each side of a row's range
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _fft_size(n: int) -> int:
@@ -36,6 +40,78 @@ def _fft_size(n: int) -> int:
         best = min(best, size)
         three *= 3
     return best
+
+
+@dataclass(frozen=True)
+class _Points:
+    """Where every point of every row sits on its row's grid, and the dtype the point
+    operations compute in.
+
+    PyTorch path: ``index`` (4, R, D) int64 node indices (the nodes base - 1 ... base + 2 of
+    every point) and ``weights`` (4, R, D) cubic weights in ``dtype``; the stencil's axis comes
+    first so that each of its four parts is one contiguous (R, D) block (a (R, 4, D) layout
+    made the float64 read-back several times slower). Compiled path
+    (:mod:`ibnn.nn.compiled`): ``index`` (R, D) int32 base nodes and ``weights`` (R, D)
+    float64 offsets from them, the weights formed as the loops go.
+    """
+
+    index: Tensor
+    weights: Tensor
+    dtype: torch.dtype
+
+    @property
+    def compiled(self) -> bool:
+        return self.index.dim() == 2
+
+    def take(self, rows: Tensor) -> _Points:
+        if self.compiled:
+            return _Points(self.index[rows], self.weights[rows], self.dtype)
+        return _Points(self.index[:, rows], self.weights[:, rows], self.dtype)
+
+    def to(self, dtype: torch.dtype) -> _Points:
+        weights = self.weights if self.compiled else self.weights.to(dtype)
+        return _Points(self.index, weights, dtype)
+
+    def deposit(
+        self, v: Tensor | None, count: int, nodes: int, dtype: torch.dtype = torch.float64
+    ) -> Tensor:
+        """(R, nodes) grids in ``dtype`` holding v / count (v None: 1 / count) at the points;
+        the PyTorch path deposits in the points' dtype and casts."""
+        if self.compiled:
+            base, frac = self.index.numpy(), self.weights.numpy()
+            numpy_dtype = _NUMPY[dtype]
+            if v is None:
+                q = compiled.deposit_constant(1.0 / count, base, frac, nodes, numpy_dtype)
+            else:
+                q = compiled.deposit(v.detach().numpy(), count, base, frac, nodes,
+                                         numpy_dtype)  # fmt: skip
+            return torch.from_numpy(q)
+        if v is None:
+            a = torch.full(self.index.shape[1:], 1.0 / count, dtype=self.dtype,
+                           device=self.index.device)  # fmt: skip
+        else:
+            a = v / count
+        q = a.new_zeros(a.shape[0], nodes)
+        for i, w in zip(self.index, self.weights, strict=True):
+            q.scatter_add_(1, i, a * w)
+        return q.to(dtype)
+
+    def gather(self, g: Tensor, nodes: int, diag: Tensor | None = None, v: Tensor | None = None):
+        """(R, D) in the points' dtype: the grids g (R, >= nodes) read back at the points,
+        minus diag * v where both are given."""
+        if self.compiled:
+            numpy_dtype = _NUMPY[self.dtype]
+            extra = () if diag is None else (diag.numpy(), v.detach().numpy())
+            return torch.from_numpy(
+                compiled.gather(
+                    g.numpy(), self.index.numpy(), self.weights.numpy(), numpy_dtype, *extra
+                )  # fmt: skip
+            )
+        g = g[:, :nodes].to(self.dtype)
+        out = g.gather(1, self.index[0]).mul_(self.weights[0])
+        for i, w in zip(self.index[1:], self.weights[1:], strict=True):
+            out.addcmul_(g.gather(1, i), w)
+        return out if diag is None else out - diag * v
 
 
 class GridCoupling(PreciseCoupling):
@@ -80,20 +156,24 @@ class GridCoupling(PreciseCoupling):
         self.max_nodes = int(max_nodes)
 
     # -- grid construction -------------------------------------------------------------------
-    def _stencil(self, z: Tensor):
-        """Per-row grids, the 4 node indices and cubic weights of every point.
+    def _stencil(self, z: Tensor) -> tuple[_Points, Tensor, int]:
+        """Per-row grids and where every point sits on its row's grid.
 
         Returns:
-            idx: (4, R, D) int64 node indices (the nodes base - 1 ... base + 2 of every
-            point); wts: (4, R, D) weights; h: (R,) spacing; nodes: M, the number of grid
-            nodes (max over rows). The stencil's axis comes first so that each of its four
-            parts is one contiguous (R, D) block (a (R, 4, D) layout made the float64
-            read-back several times slower).
+            points: the stencil (:class:`_Points`); h: (R,) spacing; nodes: M, the number of
+            grid nodes (max over rows).
         """
         zd = z.detach().double()  # positions on the grid in float64: see the class docstring
+        min_h = self.ph / self.p
+        cap = self.max_nodes - 2 * _PAD - 4
+        if zd.device.type == "cpu" and compiled.enabled():
+            base, frac, h, widest = compiled.stencil(zd.numpy(), _PAD, cap, min_h)
+            nodes = widest + 2 * _PAD + 4
+            points = _Points(torch.from_numpy(base), torch.from_numpy(frac), z.dtype)
+            return points, torch.from_numpy(h), nodes
         lo, hi = zd.aminmax(dim=1)
         span = hi - lo
-        h = torch.clamp(span / (self.max_nodes - 2 * _PAD - 4), min=self.ph / self.p)
+        h = torch.clamp(span / cap, min=min_h)
         u = (zd - (lo - _PAD * h)[:, None]) / h[:, None]
         base = torch.floor(u)
         f = (u - base).to(z.dtype)
@@ -109,7 +189,7 @@ class GridCoupling(PreciseCoupling):
         torch.mul(fp1, ff, out=wts[3]).div_(6.0)
         idx = base.long() + torch.arange(-1, 3, device=z.device)[:, None, None]
         nodes = int(torch.ceil(span / h).max().item()) + 2 * _PAD + 4
-        return idx, wts, h, nodes
+        return _Points(idx, wts, z.dtype), h, nodes
 
     def _kernels(self, h: Tensor, nodes: int, dtype: torch.dtype, which: str):
         """FFTs of the kernels named in ``which`` on a circular grid of size L >= 2 M.
@@ -132,42 +212,19 @@ class GridCoupling(PreciseCoupling):
         kernels = torch.stack([make[c]() for c in which])
         return torch.fft.rfft(kernels.to(dtype), n=size), size
 
-    # -- the three grid operations -----------------------------------------------------------
-    @staticmethod
-    def _deposit(a: Tensor, idx: Tensor, wts: Tensor, nodes: int) -> Tensor:
-        q = a.new_zeros(a.shape[0], nodes)
-        for i, w in zip(idx, wts, strict=True):
-            q.scatter_add_(1, i, a * w)
-        return q
-
-    @staticmethod
-    def _gather(g: Tensor, idx: Tensor, wts: Tensor) -> Tensor:
-        out = g.gather(1, idx[0]).mul_(wts[0])
-        for i, w in zip(idx[1:], wts[1:], strict=True):
-            out.addcmul_(g.gather(1, i), w)
-        return out
-
-    @staticmethod
-    def _transform(q: Tensor, size: int) -> Tensor:
-        """rfft of deposited grids, in float64 whatever the compute dtype (sums of M terms)."""
-        return torch.fft.rfft(q.double(), n=size)
-
-    @staticmethod
-    def _convolve(q_hat: Tensor, kernel_hat: Tensor, size: int, nodes: int, dtype) -> Tensor:
-        return torch.fft.irfft(q_hat * kernel_hat, n=size)[:, :nodes].to(dtype)
-
     # -- public protocol ---------------------------------------------------------------------
     def _unit_grids(self, z: Tensor, which: str):
         """Stencil of z, kernel transforms and the transform of the unit-weight deposit."""
-        idx, wts, h, nodes = self._stencil(z)
+        points, h, nodes = self._stencil(z)
         k_hat, size = self._kernels(h, nodes, torch.float64, which)
-        unit = torch.full_like(z, 1.0 / z.shape[1])
-        q_hat = self._transform(self._deposit(unit, idx, wts, nodes), size)
-        return idx, wts, nodes, size, q_hat, k_hat
+        q_hat = torch.fft.rfft(points.deposit(None, z.shape[1], nodes), n=size)
+        return points, nodes, size, q_hat, k_hat
 
-    def _read(self, q_hat, kernel_hat, size, nodes, idx, wts) -> Tensor:
-        """Convolve a transformed deposit with a kernel and read it back at the points."""
-        return self._gather(self._convolve(q_hat, kernel_hat, size, nodes, wts.dtype), idx, wts)
+    @staticmethod
+    def _read(q_hat, kernel_hat, size, nodes, points, diag=None, v=None) -> Tensor:
+        """Convolve a transformed deposit with a kernel and read it back at the points (minus
+        diag * v where given), in the points' dtype."""
+        return points.gather(torch.fft.irfft(q_hat * kernel_hat, n=size), nodes, diag, v)
 
     def linearize(self, z: Tensor) -> Linearization:
         """B(z), diag(dB/dz) and v -> (dB/dz) v at z of shape (R, D)."""
@@ -176,32 +233,32 @@ class GridCoupling(PreciseCoupling):
         return self._linearize(self._cast(z), jacobian=z.dtype)
 
     def _linearize(self, z: Tensor, jacobian: torch.dtype | None = None) -> Linearization:
-        idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "ts")
-        B = self._read(q_hat, k_hat[0], size, nodes, idx, wts)
-        row_sum = self._read(q_hat, k_hat[1], size, nodes, idx, wts)
+        points, nodes, size, q_hat, k_hat = self._unit_grids(z, "ts")
+        B = self._read(q_hat, k_hat[0], size, nodes, points)
+        row_sum = self._read(q_hat, k_hat[1], size, nodes, points)
         kernel = k_hat[1]
         if jacobian is not None:  # B read in full precision, then everything in z's dtype
-            B, row_sum, wts = B.to(jacobian), row_sum.to(jacobian), wts.to(jacobian)
+            B, row_sum, points = B.to(jacobian), row_sum.to(jacobian), points.to(jacobian)
             kernel = kernel.to(torch.promote_types(jacobian, torch.complex64))
-        return self._assemble(B, row_sum, idx, wts, kernel, nodes, size, jacobian is not None)
+        return self._assemble(B, row_sum, points, kernel, nodes, size, jacobian is not None)
 
     def _assemble(
-        self, B, row_sum, idx, wts, kernel_hat, nodes: int, size: int, split: bool = False
+        self, B, row_sum, points: _Points, kernel_hat, nodes: int, size: int, split: bool = False
     ) -> Linearization:
         """The linearization from B, the row sums of K, the stencil and the transformed sech^2
-        kernel (one row shared by all, or one per row). Its matvec runs in ``wts``' dtype, with
-        the FFT in float64 unless ``split`` (``split_jacobian``: the FFT in that dtype too)."""
-
-        def transform(q: Tensor) -> Tensor:
-            return torch.fft.rfft(q, n=size) if split else self._transform(q, size)
+        kernel (one row shared by all, or one per row). Its matvec runs in the points' dtype,
+        with the deposit and FFT in float64 unless ``split`` (``split_jacobian``: in that
+        dtype too)."""
+        deposit_dtype = points.dtype if split else torch.float64
 
         def matvec(v: Tensor) -> Tensor:
-            qv = transform(self._deposit(v / v.shape[1], idx, wts, nodes))
-            return self._read(qv, kernel_hat, size, nodes, idx, wts) - row_sum * v
+            q = points.deposit(v, v.shape[1], nodes, deposit_dtype)
+            return self._read(torch.fft.rfft(q, n=size), kernel_hat, size, nodes, points,
+                              row_sum, v)  # fmt: skip
 
         def subset(rows: Tensor) -> Linearization:
             kernel = kernel_hat if kernel_hat.shape[0] == 1 else kernel_hat[rows]
-            part = (B[rows], row_sum[rows], idx[:, rows], wts[:, rows])
+            part = (B[rows], row_sum[rows], points.take(rows))
             return self._assemble(*part, kernel, nodes, size, split)
 
         diag = self.p / B.shape[1] - row_sum
@@ -211,9 +268,9 @@ class GridCoupling(PreciseCoupling):
         return uniform_flat(self.p, z)
 
     def _cross(self, z: Tensor) -> Tensor:
-        idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "t")
-        return self._read(q_hat, k_hat[0], size, nodes, idx, wts)
+        points, nodes, size, q_hat, k_hat = self._unit_grids(z, "t")
+        return self._read(q_hat, k_hat[0], size, nodes, points)
 
     def _energy(self, z: Tensor) -> Tensor:
-        idx, wts, nodes, size, q_hat, k_hat = self._unit_grids(z, "e")
-        return self._read(q_hat, k_hat[0], size, nodes, idx, wts).sum(-1)
+        points, nodes, size, q_hat, k_hat = self._unit_grids(z, "e")
+        return self._read(q_hat, k_hat[0], size, nodes, points).sum(-1)

@@ -1,0 +1,351 @@
+"""Compiled CPU loops (numba) for the grid's and the window's point operations.
+
+Grid (:class:`ibnn.nn.grid.GridCoupling`): stencil, deposit and read-back.
+
+In PyTorch each of the grid's three point operations is several passes over (R, D) and
+(4, R, D) arrays: the stencil writes 4 int64 node indices and 4 weights per point, a deposit
+is 4 ``scatter_add_`` calls of 4 products, a read-back 4 ``gather`` calls and 4 multiply-adds.
+On the CPU these were 60% of a global-w solve (issue 18's profile), memory-bound. Here each is
+one loop over a row's points that keeps only a base node (int32) and the point's offset from it
+(float64) per point and forms the 4 cubic weights as it goes:
+
+- :func:`stencil`: each row's grid spacing and every point's base node and offset;
+- :func:`deposit`: v / count spread onto the 4 nodes around each point;
+- :func:`gather`: a grid read back at the points (optionally minus diag * v, the grid
+  Jacobian's matvec in one pass).
+
+The weights are those of ``GridCoupling``'s PyTorch path (cubic Lagrange on the nodes
+base - 1 ... base + 2), evaluated in float64 rather than in the compute dtype; the sums are
+formed in the output's dtype. Results agree with the PyTorch path to rounding (tested).
+
+Window (:class:`ibnn.nn.coupling.WindowCoupling`): in PyTorch a matvec is 2 fused multiply-adds
+per half-window offset, each a pass over (R, D) maps (48 passes at w_extent = 7), and the
+linearisation as many passes again. Here one loop per row keeps the row's output in cache while
+the offsets' K maps stream past it:
+
+- :func:`pair_differences`: z_{i+o} - z_i for every unit and half-window offset;
+- :func:`window_terms`: from the masked tanh of those, B, the K maps and their row sums;
+  B's sums are formed in float64 and rounded once (in PyTorch they are float32 sums of the
+  layer's dtype: at lam = -10 the solver multiplies their rounding by 10, and the loops'
+  other summation order left 2 of 32 float32 rows above their confirmed rounding floor in
+  ``test_float32_rows_count_as_converged_only_at_tol_or_at_the_confirmed_floor``);
+- :func:`window_matvec`: (dB/dz) v from the K maps.
+
+Used on CPU tensors when numba imports and ``IBNN_COMPILED`` is not ``0`` (the PyTorch
+path stays for other devices and for comparison). Compiled on first use and cached on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:  # an optional speed-up: without numba the grid runs its PyTorch path
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; kept for minimal installs
+    numba = None
+
+__all__ = [
+    "enabled",
+    "stencil",
+    "deposit",
+    "deposit_constant",
+    "gather",
+    "pair_differences",
+    "window_terms",
+    "window_cross",
+    "window_matvec",
+]
+
+
+def enabled() -> bool:
+    """Whether the compiled loops are available and switched on (``IBNN_COMPILED``)."""
+    return numba is not None and os.environ.get("IBNN_COMPILED", "1") != "0"
+
+
+def _jit(function):
+    if numba is None:
+        return function
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(function)
+
+
+@_jit
+def _weights(f):
+    """Cubic Lagrange weights of the nodes base - 1, base, base + 1, base + 2 at offset f."""
+    fm1 = f - 1.0
+    fm2 = f - 2.0
+    fp1 = f + 1.0
+    ff = f * fm1
+    sixth = 1.0 / 6.0  # multiplications: a division per weight made the loops 2x slower
+    return -sixth * ff * fm2, 0.5 * fp1 * fm1 * fm2, -0.5 * fp1 * f * fm2, sixth * fp1 * ff
+
+
+@_jit
+def _stencil(z, pad, cap, min_h, base, frac, h_out):
+    rows, units = z.shape
+    widest = 0.0
+    for r in range(rows):
+        lo = z[r, 0]
+        hi = z[r, 0]
+        for d in range(units):
+            x = z[r, d]
+            if not math.isfinite(x):
+                return -1.0  # no grid holds it
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+        span = hi - lo
+        h = max(span / cap, min_h)
+        origin = lo - pad * h
+        for d in range(units):
+            u = (z[r, d] - origin) / h
+            b = math.floor(u)
+            base[r, d] = np.int32(b)
+            frac[r, d] = u - b
+        h_out[r] = h
+        widest = max(widest, math.ceil(span / h))
+    return widest
+
+
+@_jit
+def _deposit(v, count, base, frac, q):
+    rows, units = v.shape
+    scale = 1.0 / count
+    for r in range(rows):
+        for d in range(units):
+            a = v[r, d] * scale
+            w0, w1, w2, w3 = _weights(frac[r, d])
+            b = base[r, d]
+            q[r, b - 1] += a * w0
+            q[r, b] += a * w1
+            q[r, b + 1] += a * w2
+            q[r, b + 2] += a * w3
+
+
+@_jit
+def _deposit_constant(value, base, frac, q):
+    rows, units = base.shape
+    for r in range(rows):
+        for d in range(units):
+            w0, w1, w2, w3 = _weights(frac[r, d])
+            b = base[r, d]
+            q[r, b - 1] += value * w0
+            q[r, b] += value * w1
+            q[r, b + 1] += value * w2
+            q[r, b + 2] += value * w3
+
+
+@_jit
+def _gather(g, base, frac, out):
+    rows, units = out.shape
+    for r in range(rows):
+        for d in range(units):
+            w0, w1, w2, w3 = _weights(frac[r, d])
+            b = base[r, d]
+            out[r, d] = w0 * g[r, b - 1] + w1 * g[r, b] + w2 * g[r, b + 1] + w3 * g[r, b + 2]
+
+
+@_jit
+def _gather_minus(g, base, frac, diag, v, out):
+    rows, units = out.shape
+    for r in range(rows):
+        for d in range(units):
+            w0, w1, w2, w3 = _weights(frac[r, d])
+            b = base[r, d]
+            read = w0 * g[r, b - 1] + w1 * g[r, b] + w2 * g[r, b + 1] + w3 * g[r, b + 2]
+            out[r, d] = read - diag[r, d] * v[r, d]
+
+
+def stencil(z: np.ndarray, pad: int, cap: int, min_h: float):
+    """Each row's spacing h = max(range / cap, min_h) and every point's base node and offset.
+
+    Args:
+        z: (R, D) float64 points.
+        pad: empty nodes before a row's minimum.
+        cap: nodes a row's range may span at most (beyond it h grows).
+        min_h: the finest spacing.
+
+    Returns:
+        base: (R, D) int32, the node at or below each point; frac: (R, D) float64 offset from
+        it in [0, 1); h: (R,) spacing; widest: the most nodes any row's range spans.
+
+    Raises:
+        ValueError: if a point is not finite (no grid can hold it).
+    """
+    rows, units = z.shape
+    base = np.empty((rows, units), dtype=np.int32)
+    frac = np.empty((rows, units), dtype=np.float64)
+    h = np.empty(rows, dtype=np.float64)
+    widest = _stencil(z, float(pad), float(cap), float(min_h), base, frac, h)
+    if widest < 0:
+        raise ValueError("the grid needs finite points, but a row holds a NaN or infinity")
+    return base, frac, h, int(widest)
+
+
+def deposit(v: np.ndarray, count: int, base, frac, nodes: int, dtype) -> np.ndarray:
+    """(R, nodes) grids in ``dtype`` holding v / count spread onto each point's 4 nodes."""
+    q = np.zeros((v.shape[0], nodes), dtype=dtype)
+    _deposit(v, float(count), base, frac, q)
+    return q
+
+
+def deposit_constant(value: float, base, frac, nodes: int, dtype) -> np.ndarray:
+    """(R, nodes) grids in ``dtype`` holding ``value`` at every point."""
+    q = np.zeros((base.shape[0], nodes), dtype=dtype)
+    _deposit_constant(float(value), base, frac, q)
+    return q
+
+
+def gather(g: np.ndarray, base, frac, dtype, diag=None, v=None) -> np.ndarray:
+    """(R, D) in ``dtype``: the grids g (R, >= nodes) read back at the points, minus diag * v
+    where both are given."""
+    out = np.empty(base.shape, dtype=dtype)
+    if diag is None:
+        _gather(g, base, frac, out)
+    else:
+        _gather_minus(g, base, frac, diag, v, out)
+    return out
+
+
+# -- window -------------------------------------------------------------------------------------
+# Rows are flat (row-major) maps of D units; a half-window offset (dy, dx) is the flat shift
+# s = dy W + dx > 0. Where unit i + s is not the unit i + (dy, dx) of the image (it leaves the
+# map or wraps to the next line) the pair is masked: its tanh and its K are 0.
+
+
+# Loops index row slices with non-negative loop counters only (a shifted slice instead of i + s):
+# a possibly negative index makes numba check for wrap-around at every access, which kept LLVM
+# from vectorising the loops (3x slower than PyTorch's passes).
+
+
+@_jit
+def _pair_differences(z, scale, shifts, out):
+    n_off, rows, units = out.shape
+    for o in range(n_off):
+        s = shifts[o]
+        n = units - s
+        for r in range(rows):
+            zr = z[r]
+            ahead = zr[s:]
+            row = out[o, r]
+            for i in range(n):
+                row[i] = scale * ahead[i] - scale * zr[i]
+            row[n:] = 0.0
+
+
+@_jit
+def _window_terms(t, masks, shifts, weight, slope, B, k, row_sum):
+    n_off, rows, units = t.shape
+    acc = np.empty(units, dtype=np.float64)  # B's sums in float64, rounded once (see below)
+    for r in range(rows):
+        total = row_sum[r]
+        acc[:] = 0.0
+        total[:] = 0.0
+        for o in range(n_off):
+            s = shifts[o]
+            n = units - s
+            m = masks[o]
+            tr = t[o, r]
+            kr = k[r, o]
+            for i in range(units):
+                value = tr[i] * m[i]
+                tr[i] = value
+                kr[i] = (m[i] - value * value) * slope
+            for i in range(n):
+                acc[i] += tr[i]
+                total[i] += kr[i]
+            acc_ahead = acc[s:]
+            total_ahead = total[s:]
+            for i in range(n):
+                acc_ahead[i] -= tr[i]
+                total_ahead[i] += kr[i]
+        b = B[r]
+        for i in range(units):
+            b[i] = acc[i] * weight
+
+
+@_jit
+def _window_cross(t, masks, shifts, weight, B):
+    n_off, rows, units = t.shape
+    acc = np.empty(units, dtype=np.float64)
+    for r in range(rows):
+        acc[:] = 0.0
+        for o in range(n_off):
+            s = shifts[o]
+            n = units - s
+            m = masks[o]
+            tr = t[o, r]
+            for i in range(n):
+                acc[i] += tr[i] * m[i]
+            acc_ahead = acc[s:]
+            for i in range(n):
+                acc_ahead[i] -= tr[i] * m[i]
+        b = B[r]
+        for i in range(units):
+            b[i] = acc[i] * weight
+
+
+@_jit
+def _window_matvec(k, shifts, row_sum, v, out):
+    rows, n_off, units = k.shape
+    for r in range(rows):
+        vr = v[r]
+        o_r = out[r]
+        total = row_sum[r]
+        for i in range(units):
+            o_r[i] = -total[i] * vr[i]
+        for o in range(n_off):
+            s = shifts[o]
+            n = units - s
+            kr = k[r, o]
+            v_ahead = vr[s:]
+            for i in range(n):
+                o_r[i] += kr[i] * v_ahead[i]  # K_{i,i+o} v_{i+o} at i
+            o_ahead = o_r[s:]
+            for i in range(n):
+                o_ahead[i] += kr[i] * vr[i]  # K_{i+o,i} v_i at i + o
+
+
+def pair_differences(z: np.ndarray, scale: float, shifts: np.ndarray) -> np.ndarray:
+    """(n_offsets, R, D): scale * z_{i+s} - scale * z_i for each flat shift s (0 where i + s
+    leaves the row)."""
+    out = np.empty((len(shifts), *z.shape), dtype=z.dtype)
+    _pair_differences(z, z.dtype.type(scale), shifts, out)
+    return out
+
+
+def window_terms(t: np.ndarray, masks: np.ndarray, shifts: np.ndarray, weight: float,
+                 slope: float):  # fmt: skip
+    """B, the K maps and their row sums from t = tanh(p (z_{i+o} - z_i)) (n_offsets, R, D).
+
+    t is masked in place; K_{i,i+o} = slope (mask - t^2), B_i = weight (sum_o t_o(i) -
+    t_o(i - o)), row sums sum_o K_o(i) + K_o(i - o).
+
+    Returns:
+        B (R, D), K (R, n_offsets, D): a row's maps side by side, so that the matvec streams
+        one block per row (laid out (n_offsets, R, D), its loop was slower than PyTorch's
+        passes: 24 streams 1.2 MB apart), row sums (R, D), in t's dtype.
+    """
+    n_off, rows, units = t.shape
+    B = np.empty((rows, units), dtype=t.dtype)
+    row_sum = np.empty((rows, units), dtype=t.dtype)
+    k = np.empty((rows, n_off, units), dtype=t.dtype)
+    _window_terms(t, masks, shifts, float(weight), t.dtype.type(slope), B, k, row_sum)
+    return B, k, row_sum
+
+
+def window_cross(t: np.ndarray, masks: np.ndarray, shifts: np.ndarray, weight: float):
+    """B (R, D) from t = tanh(p (z_{i+o} - z_i)) (n_offsets, R, D), unmasked."""
+    B = np.empty(t.shape[1:], dtype=t.dtype)
+    _window_cross(t, masks, shifts, float(weight), B)
+    return B
+
+
+def window_matvec(k: np.ndarray, shifts: np.ndarray, row_sum: np.ndarray, v: np.ndarray):
+    """(dB/dz) v (R, D) from the K maps (R, n_offsets, D) and their row sums (R, D)."""
+    out = np.empty(v.shape, dtype=v.dtype)
+    _window_matvec(k, shifts, row_sum, v, out)
+    return out

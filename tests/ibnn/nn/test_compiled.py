@@ -1,0 +1,135 @@
+"""The compiled CPU loops (grid and window) against the PyTorch path and against exact sums."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ibnn import IBNNConv2d
+from ibnn.nn import compiled
+from ibnn.nn.coupling import DenseCoupling, WindowCoupling
+from ibnn.nn.grid import GridCoupling
+
+pytestmark = pytest.mark.skipif(not compiled.enabled(), reason="numba is a dependency")
+
+
+def _both(monkeypatch, compute):
+    """compute() on the PyTorch path and on the compiled one."""
+    out = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("IBNN_COMPILED", flag)
+        out[flag] = compute()
+    return out["0"], out["1"]
+
+
+# the three configurations a layer uses: float32 throughout (|lam| <= 0.25), float64 sums
+# with a float32 Jacobian (stiff lam), float64 throughout
+CONFIGS = [(None, False), (torch.float64, True), (torch.float64, False)]
+
+
+@pytest.mark.parametrize(("dtype", "split"), CONFIGS)
+def test_compiled_grid_equals_the_pytorch_grid(monkeypatch, dtype, split):
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(24, 784, generator=gen) * 0.5
+    z[3] *= 8.0  # a wide row: more nodes than the others
+    v = torch.randn(24, 784, generator=gen)
+    rows = torch.tensor([1, 3, 7, 20])
+    coupling = GridCoupling(10.0, dtype=dtype, split_jacobian=split)
+
+    def compute():
+        lin = coupling.linearize(z)
+        part = lin.take(rows)
+        return (lin.B, lin.diag, lin.matvec(v), part.matvec(v[rows]), part.B,
+                coupling.cross(z), coupling.energy(z))  # fmt: skip
+
+    torch_path, compiled = _both(monkeypatch, compute)
+    names = ["B", "diag", "matvec", "subset matvec", "subset B", "cross", "energy"]
+    for name, a, b in zip(names, torch_path, compiled, strict=True):
+        assert a.dtype == b.dtype == torch.float32, name
+        scale = float(a.abs().max())
+        # float32 rounding of sums of ~10 terms of size ~1 (the compiled weights are formed in
+        # float64, the PyTorch ones in the compute dtype)
+        assert float((a - b).abs().max()) <= 2e-6 * max(scale, 1.0), name
+
+
+def test_compiled_grid_matches_the_exact_sums():
+    gen = torch.Generator().manual_seed(1)
+    z = (torch.randn(6, 784, generator=gen) * 0.3).double()
+    v = torch.randn(6, 784, generator=gen).double()
+    exact = DenseCoupling(10.0).linearize(z)
+    lin = GridCoupling(10.0, dtype=torch.float64).linearize(z)
+    assert lin.B.dtype == torch.float64
+    assert float((lin.B - exact.B).abs().max()) < 1e-5
+    assert float((lin.diag - exact.diag).abs().max()) < 1e-4
+    assert float((lin.matvec(v) - exact.matvec(v)).abs().max()) < 1e-4
+
+
+def test_a_non_finite_point_is_refused_with_the_rule():
+    z = torch.zeros(2, 784, dtype=torch.float64)
+    z[1, 5] = float("nan")
+    with pytest.raises(ValueError, match="finite points"):
+        compiled.stencil(z.numpy(), 3, 1000, 0.005)
+
+
+def test_a_layer_solves_the_same_fixed_point_on_both_paths(monkeypatch):
+    torch.manual_seed(2)
+    x = torch.randn(8, 1, 28, 28)
+
+    def solve(lam: float):
+        torch.manual_seed(3)
+        layer = IBNNConv2d(1, 3, 4, padding="same", lam=lam, p=10.0)
+        with torch.no_grad():
+            z = layer(x)
+        info = layer.neuron.record.forward
+        return z, info.converged, info.residual
+
+    for lam in (-0.2, -1.0, -3.0):
+        (z0, conv0, _), (z1, conv1, res1) = _both(monkeypatch, lambda lam=lam: solve(lam))
+        assert bool(conv0.all()) and bool(conv1.all()), lam
+        assert float(res1.max()) <= 5e-6 or bool(conv1.all())
+        # the same unique fixed point: residuals of 5e-6 over a well-conditioned system
+        assert float((z0 - z1).abs().max()) < 2e-5, lam
+
+
+@pytest.mark.parametrize("extent", [3, 5, 7])
+@pytest.mark.parametrize(("height", "width"), [(28, 28), (9, 11)])
+def test_compiled_window_equals_the_pytorch_window(monkeypatch, extent, height, width):
+    gen = torch.Generator().manual_seed(extent)
+    z = torch.randn(10, height * width, generator=gen) * 0.3
+    v = torch.randn(10, height * width, generator=gen)
+    rows = torch.tensor([0, 4, 9])
+    coupling = WindowCoupling(10.0, extent, height, width)
+
+    def compute():
+        lin = coupling.linearize(z)
+        part = lin.take(rows)
+        merged = lin.put(rows, coupling.linearize(2.0 * z[rows]))
+        return (lin.B, lin.diag, lin.matvec(v), part.matvec(v[rows]), merged.matvec(v),
+                coupling.cross(z))  # fmt: skip
+
+    torch_path, compiled_path = _both(monkeypatch, compute)
+    names = ["B", "diag", "matvec", "subset matvec", "merged matvec", "cross"]
+    for name, a, b in zip(names, torch_path, compiled_path, strict=True):
+        assert a.dtype == b.dtype == torch.float32, name
+        # float32 sums of at most k^2 - 1 terms of size p / k^2 in another order
+        assert float((a - b).abs().max()) <= 4e-6 * max(float(a.abs().max()), 1.0), name
+
+
+def test_compiled_window_matches_the_dense_window_matrix():
+    height, width, extent = 9, 11, 5
+    gen = torch.Generator().manual_seed(5)
+    z = (torch.randn(3, height * width, generator=gen) * 0.3).double()
+    v = torch.randn(3, height * width, generator=gen).double()
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    r = extent // 2
+    w = ((ys[:, None] - ys[None, :]).abs() <= r) & ((xs[:, None] - xs[None, :]).abs() <= r)
+    w = w.double() / extent**2
+    w.fill_diagonal_(0.0)
+    diff = z[:, None, :] - z[:, :, None]  # (R, i, k): z_k - z_i
+    B = (w * torch.tanh(10.0 * diff)).sum(-1)
+    K = w * 10.0 / torch.cosh(10.0 * diff) ** 2
+    Jv = (K * v[:, None, :]).sum(-1) - K.sum(-1) * v
+    lin = WindowCoupling(10.0, extent, height, width, dtype=torch.float64).linearize(z)
+    assert float((lin.B - B).abs().max()) < 1e-12
+    assert float((lin.matvec(v) - Jv).abs().max()) < 1e-12
