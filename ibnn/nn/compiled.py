@@ -57,6 +57,8 @@ __all__ = [
     "window_terms",
     "window_cross",
     "window_matvec",
+    "cg_advance",
+    "cg_direction",
 ]
 
 
@@ -65,10 +67,15 @@ def enabled() -> bool:
     return numba is not None and os.environ.get("IBNN_COMPILED", "1") != "0"
 
 
-def _jit(function):
+def _jit(function=None, *, reassociate: bool = False):
+    """numba.njit with the on-disk cache; ``reassociate`` lets sums be reordered (vectorised
+    dot products; every other float rule, NaN and infinity included, kept)."""
+    if function is None:
+        return lambda f: _jit(f, reassociate=reassociate)
     if numba is None:
         return function
-    return numba.njit(cache=True, nogil=True, boundscheck=False)(function)
+    flags = {"reassoc"} if reassociate else False
+    return numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=flags)(function)
 
 
 @_jit
@@ -349,3 +356,80 @@ def window_matvec(k: np.ndarray, shifts: np.ndarray, row_sum: np.ndarray, v: np.
     out = np.empty(v.shape, dtype=v.dtype)
     _window_matvec(k, shifts, row_sum, v, out)
     return out
+
+
+# -- conjugate gradients --------------------------------------------------------------------------
+# One CG iteration in PyTorch is about ten passes over (R, D) (two dot products, three
+# multiply-adds, the norm, Jacobi's product, masks). These two loops do a row's updates while
+# its data is in cache, and skip the rows that are done (whose iterates no longer change). The
+# dot products are summed in float64.
+
+
+@_jit(reassociate=True)
+def _cg_advance(x, r, d, a, rs, active, r_norm):
+    rows, units = x.shape
+    for row in range(rows):
+        if not active[row]:
+            continue
+        xr = x[row]
+        rr = r[row]
+        dr = d[row]
+        ar = a[row]
+        curv = 0.0
+        for i in range(units):
+            curv += dr[i] * ar[i]
+        alpha = rs[row] / curv if curv > 0.0 else 0.0
+        total = 0.0
+        for i in range(units):
+            xr[i] += alpha * dr[i]
+            rr[i] -= alpha * ar[i]
+            total += rr[i] * rr[i]
+        r_norm[row] = math.sqrt(total)
+
+
+@_jit(reassociate=True)
+def _cg_direction(r, s, d, rs, active):
+    rows, units = r.shape
+    for row in range(rows):
+        if not active[row]:
+            continue
+        rr = r[row]
+        sr = s[row]
+        dr = d[row]
+        total = 0.0
+        for i in range(units):
+            total += rr[i] * sr[i]
+        beta = total / rs[row] if rs[row] > 0.0 else 0.0
+        for i in range(units):
+            dr[i] = sr[i] + beta * dr[i]
+        rs[row] = total
+
+
+@_jit(reassociate=True)
+def _cg_direction_jacobi(r, inverse, d, rs, active):
+    rows, units = r.shape
+    for row in range(rows):
+        if not active[row]:
+            continue
+        rr = r[row]
+        inv = inverse[row]
+        dr = d[row]
+        total = 0.0
+        for i in range(units):
+            total += rr[i] * inv[i] * rr[i]
+        beta = total / rs[row] if rs[row] > 0.0 else 0.0
+        for i in range(units):
+            dr[i] = inv[i] * rr[i] + beta * dr[i]
+        rs[row] = total
+
+
+def cg_advance(x, r, d, a, rs, active, r_norm) -> None:
+    """In place, for the rows ``active``: alpha = rs / (d . a) (0 where d . a <= 0),
+    x += alpha d, r -= alpha a, r_norm = ||r||."""
+    _cg_advance(x, r, d, a, rs, active, r_norm)
+
+
+def cg_direction(r, s, d, rs, active, jacobi: bool = False) -> None:
+    """In place, for the rows ``active``: rs_new = r . s, d = s + (rs_new / rs) d, rs = rs_new;
+    with ``jacobi``, s holds Jacobi's inverse diagonal and s = s * r is formed on the way."""
+    (_cg_direction_jacobi if jacobi else _cg_direction)(r, s, d, rs, active)

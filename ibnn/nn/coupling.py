@@ -36,6 +36,7 @@ from ibnn.vocab import check_w_extent
 
 __all__ = [
     "Coupling",
+    "Jacobi",
     "Linearization",
     "PreciseCoupling",
     "DenseCoupling",
@@ -112,13 +113,23 @@ class Linearization:
         """r -> M^-1 r for an SPD M approximating I + lam dB/dz, for CG.
 
         The coupling's own ``smoother(lam)`` when it has one for this lam, else Jacobi
-        (the exact inverse diagonal 1 / (1 + lam diag)).
+        (the exact inverse diagonal 1 / (1 + lam diag), as a :class:`Jacobi`).
         """
         custom = None if self.smoother is None else self.smoother(lam)
         if custom is not None:
             return custom
-        inverse = 1.0 / (1.0 + lam * self.diag)
-        return lambda r: inverse * r
+        return Jacobi(1.0 / (1.0 + lam * self.diag))
+
+
+class Jacobi:
+    """r -> inverse * r: a diagonal preconditioner whose inverse diagonal CG can read (and
+    fold into its own updates, :func:`ibnn.nn.solvers.cg`)."""
+
+    def __init__(self, inverse: Tensor) -> None:
+        self.inverse = inverse
+
+    def __call__(self, r: Tensor) -> Tensor:
+        return self.inverse * r
 
 
 class Coupling(Protocol):

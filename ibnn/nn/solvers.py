@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ibnn.nn.coupling import Coupling, Linearization
+from ibnn.nn import compiled
+from ibnn.nn.coupling import Coupling, Jacobi, Linearization
 
 __all__ = [
     "FixedPointProblem",
@@ -127,6 +128,7 @@ class SolveInfo:
     row_iters: Tensor | None = None
 
 
+_FUSED_DTYPES = (torch.float32, torch.float64)  # CG's updates through ibnn.nn.compiled
 _COMPACT = 0.5  # share of the rows worked on that are done from which CG and Newton drop them
 
 
@@ -159,8 +161,13 @@ def cg(
             so that a finished row costs nothing; every row's iterates are unchanged.
 
     Returns:
-        x: (R, D) approximate solution; the number of matvecs performed.
+        x: (R, D) approximate solution (NaN in a row whose residual is not finite); the
+        number of matvecs performed.
     """
+    fused = compiled.enabled() and b.device.type == "cpu" and b.dtype in _FUSED_DTYPES
+    if fused:
+        b = b.contiguous()
+        precond = _diagonal(precond, b)
     apply = precond if callable(precond) else precond.__mul__
     x_out = torch.zeros_like(b)
     r_out = torch.zeros(b.shape[:-1], dtype=b.dtype, device=b.device)  # final ||r|| per row
@@ -174,8 +181,12 @@ def cg(
     tiny = torch.finfo(b.dtype).tiny
     steps = 0
     row_steps = torch.zeros(b.shape[:-1], dtype=torch.int32, device=b.device)
+    r_norm = r.norm(dim=-1)
+    if fused:  # the loops keep r_norm and rs (float64 sums) up to date in place
+        r_norm, rs = r_norm.double(), rs.double()
     for steps in range(max_iter + 1):
-        r_norm = r.norm(dim=-1)
+        if not fused:
+            r_norm = r.norm(dim=-1)
         done = ~(r_norm > target)  # NaN counts as done: nothing to gain
         n_done = int(done.sum())
         if n_done == done.shape[0] or steps == max_iter:
@@ -184,17 +195,28 @@ def cg(
             keep, leave = (~done).nonzero()[:, 0], done.nonzero()[:, 0]
             left = leave if rows is None else rows[leave]
             x_out.index_copy_(0, left, x[leave])
-            r_out.index_copy_(0, left, r_norm[leave])
+            r_out.index_copy_(0, left, r_norm[leave].to(r_out.dtype))
             rows = keep if rows is None else rows[keep]
             x, r, direction, rs, target = x[keep], r[keep], direction[keep], rs[keep], target[keep]
-            done = done[keep]
+            done, r_norm = done[keep], r_norm[keep]
             matvec, precond = restrict(rows)
+            if fused:
+                precond = _diagonal(precond, r)
             apply = precond if callable(precond) else precond.__mul__
         if rows is None:
             row_steps += ~done
         else:
             row_steps.index_add_(0, rows, (~done).to(torch.int32))
         a_dir = matvec(direction)
+        if fused:  # the same updates, a row at a time (ibnn.nn.compiled)
+            active = (~done).numpy()
+            arrays = [t.numpy() for t in (x, r, direction)]
+            compiled.cg_advance(*arrays, a_dir.contiguous().numpy(), rs.numpy(), active,
+                                r_norm.numpy())  # fmt: skip
+            jacobi = not callable(precond)
+            s = precond if jacobi else apply(r).contiguous()
+            compiled.cg_direction(arrays[1], s.numpy(), arrays[2], rs.numpy(), active, jacobi)
+            continue
         curv = torch.linalg.vecdot(direction, a_dir)
         alpha = torch.where(done | (curv <= 0), 0.0, rs / curv.clamp_min(tiny))[:, None]
         # fused row scalings: a (R, 1) factor times an (R, D) map is ~20x slower on the CPU
@@ -210,10 +232,21 @@ def cg(
     else:
         x_out.index_copy_(0, rows, x)
         r_out.index_copy_(0, rows, r.norm(dim=-1))
+    if not bool(r_out.isfinite().all()):  # a row without a finite residual has no solution
+        x_out = torch.where(r_out.isfinite()[:, None], x_out, float("nan"))
     if report is not None:
         report["relative_residual"] = float(r_out.norm() / b.norm().clamp_min(tiny))
         report["row_steps"] = row_steps
     return x_out, steps
+
+
+def _diagonal(precond, like: Tensor):
+    """A diagonal preconditioner (a tensor or a :class:`Jacobi`) as the full inverse diagonal
+    shaped like ``like`` (what the compiled CG loops read); any other one as it is."""
+    inverse = precond.inverse if isinstance(precond, Jacobi) else precond
+    if callable(inverse):
+        return inverse
+    return inverse.to(like.dtype).expand_as(like).contiguous()
 
 
 def jacobian_system(lin: Linearization, lam: float):

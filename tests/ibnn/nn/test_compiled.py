@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from ibnn import IBNNConv2d
-from ibnn.nn import compiled
-from ibnn.nn.coupling import DenseCoupling, WindowCoupling
+from ibnn.nn import compiled, solvers
+from ibnn.nn.coupling import DenseCoupling, Jacobi, WindowCoupling
 from ibnn.nn.grid import GridCoupling
+from ibnn.nn.solvers import cg
 
 pytestmark = pytest.mark.skipif(not compiled.enabled(), reason="numba is a dependency")
 
@@ -133,3 +134,67 @@ def test_compiled_window_matches_the_dense_window_matrix():
     lin = WindowCoupling(10.0, extent, height, width, dtype=torch.float64).linearize(z)
     assert float((lin.B - B).abs().max()) < 1e-12
     assert float((lin.matvec(v) - Jv).abs().max()) < 1e-12
+
+
+def _spd_rows(n: int, d: int, dtype: torch.dtype, seed: int):
+    """n SPD systems of size d, conditioning from near I to hard, and right-hand sides."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, d, generator=gen, dtype=torch.float64)
+    spread = torch.logspace(-3, 1, n, dtype=torch.float64)
+    spd = torch.eye(d, dtype=torch.float64) + spread[:, None, None] * (a @ a.transpose(1, 2))
+    b = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    return spd.to(dtype), b.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["tensor", "jacobi", "callable"])
+def test_compiled_cg_updates_equal_pytorchs(monkeypatch, dtype, kind):
+    """CG with its updates in the compiled loops (dot products summed in float64) against
+    PyTorch's: the same step counts per row and the same solutions to the dtype's rounding,
+    with Jacobi as a tensor or a :class:`Jacobi`, or a general preconditioner (a callable),
+    while finished rows are dropped (``restrict``) and a NaN row counts as done."""
+    n, d = 12, 40
+    spd, b = _spd_rows(n, d, dtype, seed=3)
+    b[4] = float("nan")
+    inverse = 1.0 / torch.diagonal(spd, dim1=1, dim2=2)
+
+    def precond_of(rows):
+        part = inverse if rows is None else inverse[rows]
+        if kind == "tensor":
+            return part
+        if kind == "jacobi":
+            return Jacobi(part)
+        return lambda r: 0.5 * part * r + 0.5 * part * r  # not a Jacobi: called as it is
+
+    def matvec_of(rows):
+        m = spd if rows is None else spd[rows]
+        return lambda v: (m @ v[..., None])[..., 0]
+
+    def run():
+        report: dict = {}
+        restrict = lambda rows: (matvec_of(rows), precond_of(rows))  # noqa: E731
+        x, steps = cg(matvec_of(None), b, precond_of(None), 1e-6, 0.0, 300, report, restrict)
+        return x, steps, report["row_steps"]
+
+    monkeypatch.setattr(solvers, "_FUSED_DTYPES", ())
+    x_torch, steps_torch, rows_torch = run()
+    monkeypatch.setattr(solvers, "_FUSED_DTYPES", (torch.float32, torch.float64))
+    x_fused, steps_fused, rows_fused = run()
+    finite = torch.isfinite(b).all(-1)
+    # the NaN row is done from the start (nothing to gain) and has no solution
+    assert bool(x_fused[4].isnan().all()) and bool(x_torch[4].isnan().all())
+    assert int(rows_fused[4]) == 0
+    assert bool(torch.isfinite(x_fused[finite]).all())
+    # CG's step counts follow from the residuals crossing 1e-6: allow one step's difference
+    assert (rows_fused - rows_torch).abs().max() <= 1 and abs(steps_fused - steps_torch) <= 1
+    exact = torch.linalg.solve(spd[finite].double(), b[finite].double()[..., None])[..., 0]
+    scale = exact.abs().max()
+    # CG's own residual stops at 1e-6; the true one of a float32 solve also holds the
+    # rounding of systems with ||A|| up to ~400
+    bound = 5e-5 if dtype == torch.float32 else 2e-6
+    for x in (x_torch, x_fused):
+        residual = (spd[finite].double() @ x[finite].double()[..., None])[..., 0] - b[finite]
+        assert float(residual.norm(dim=-1).max()) <= bound * float(b[finite].norm(dim=-1).max())
+    # both stop at a relative residual of 1e-6 on systems of condition up to ~400
+    for x in (x_torch, x_fused):
+        assert float((x[finite].double() - exact).abs().max()) <= 1e-3 * float(scale)

@@ -282,10 +282,13 @@ FLOOR_COUPLINGS = [DenseCoupling(10.0), WindowCoupling(10.0, 3, 28, 28), GridCou
 def test_float32_rows_count_as_converged_only_at_tol_or_at_the_confirmed_floor(coupling, lam):
     """Every row counted as converged is within the tolerance or within 2x of the residual of
     the float64 solution rounded to float32 (no float32 solver can do better); Newton gets
-    there for (almost) every row, in float32."""
+    there for (almost) every row, in float32. 128 rows: at lam = -10 on windows 1.5-2% of rows
+    stall just above twice their floor (2.4x) whichever path computes the sums and CG's
+    updates (4-5 of 256 over 8 seeds, PyTorch and compiled alike), so 32 rows were 1 or 2
+    rows from the bound by chance."""
     torch.manual_seed(0)
     d = 36 if isinstance(coupling, DenseCoupling) else 784
-    y = torch.randn(32, d) * 3
+    y = torch.randn(128, d) * 3
     problem = FixedPointProblem(y, lam, coupling)
     tol = solvers.default_tol(torch.float32)
     z, info = get_solver("newton")(problem, y.clone(), tol=tol)
