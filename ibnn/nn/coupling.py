@@ -564,12 +564,34 @@ class WindowCoupling(PreciseCoupling):
             level = 1.0 - lam * scale[:, None] * (w * self.p * (self.extent**2 - 1))
             half = (level / (1.0 + lam * (-row_sum))).sqrt()
 
-            def apply(r: Tensor) -> Tensor:
-                maps = (half * r).reshape(-1, self.height, self.width)
-                spectrum = (c_y @ maps @ c_xt).mul_(inverse)  # orthonormal DCT-II of each map
-                return half * (c_yt @ spectrum @ c_x).reshape(r.shape)
+            # the lower half of the cosine modes per axis get their own factor, the others
+            # the mean of theirs: M^-1 = S (c I + C_l^T (inverse_l - c) C_l) S (SPD: its
+            # eigenvalues are inverse_l and c). The same CG iterations (477 -> 473 forward at
+            # lam = -1, 479 -> 483 at lam = -3, w_extent = 5, real pre-activations) for 37%
+            # of the transforms' products
+            m_y, m_x = math.ceil(self.height / 2), math.ceil(self.width / 2)
+            if m_y * m_x == self.height * self.width:  # a 1 x 1 map: no other modes
 
-            return apply
+                def apply(r: Tensor) -> Tensor:
+                    maps = (half * r).reshape(-1, self.height, self.width)
+                    spectrum = (c_y @ maps @ c_xt).mul_(inverse)
+                    return half * (c_yt @ spectrum @ c_x).reshape(r.shape)
+
+                return apply
+            low_y, low_x = c_y[:m_y], c_x[:m_x]
+            low_yt, low_xt = low_y.T.contiguous(), low_x.T.contiguous()
+            high = torch.ones_like(symbol, dtype=torch.bool)
+            high[:m_y, :m_x] = False
+            level_high = inverse[:, high].mean(-1)[:, None, None]  # (R, 1, 1)
+            low_factor = (inverse[:, :m_y, :m_x] - level_high).contiguous()
+
+            def apply_low(r: Tensor) -> Tensor:
+                maps = (half * r).reshape(-1, self.height, self.width)
+                coarse = (low_y @ maps @ low_xt).mul_(low_factor)
+                out = torch.addcmul(low_yt @ coarse @ low_x, level_high, maps)
+                return half * out.reshape(r.shape)
+
+            return apply_low
 
         def subset(rows: Tensor) -> Linearization:
             if k.stride(1) > k.stride(0):  # laid out by row (the compiled loops): keep it so
