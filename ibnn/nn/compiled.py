@@ -230,14 +230,14 @@ def gather(g: np.ndarray, base, frac, dtype, diag=None, v=None) -> np.ndarray:
 
 @_jit
 def _pair_differences(z, scale, shifts, out):
-    n_off, rows, units = out.shape
-    for o in range(n_off):
-        s = shifts[o]
-        n = units - s
-        for r in range(rows):
-            zr = z[r]
+    rows, n_off, units = out.shape
+    for r in range(rows):
+        zr = z[r]
+        for o in range(n_off):
+            s = shifts[o]
+            n = units - s
             ahead = zr[s:]
-            row = out[o, r]
+            row = out[r, o]
             for i in range(n):
                 row[i] = scale * ahead[i] - scale * zr[i]
             row[n:] = 0.0
@@ -245,7 +245,7 @@ def _pair_differences(z, scale, shifts, out):
 
 @_jit
 def _window_terms(t, masks, shifts, weight, slope, B, k, row_sum):
-    n_off, rows, units = t.shape
+    rows, n_off, units = t.shape
     acc = np.empty(units, dtype=np.float64)  # B's sums in float64, rounded once (see below)
     for r in range(rows):
         total = row_sum[r]
@@ -255,19 +255,17 @@ def _window_terms(t, masks, shifts, weight, slope, B, k, row_sum):
             s = shifts[o]
             n = units - s
             m = masks[o]
-            tr = t[o, r]
+            tr = t[r, o]
             kr = k[r, o]
-            for i in range(units):
+            for i in range(units):  # each pair's K, and its terms at unit i
                 value = tr[i] * m[i]
-                tr[i] = value
                 kr[i] = (m[i] - value * value) * slope
-            for i in range(n):
-                acc[i] += tr[i]
+                acc[i] += value
                 total[i] += kr[i]
             acc_ahead = acc[s:]
             total_ahead = total[s:]
-            for i in range(n):
-                acc_ahead[i] -= tr[i]
+            for i in range(n):  # and at unit i + o (beyond n the pair is masked: 0)
+                acc_ahead[i] -= tr[i] * m[i]
                 total_ahead[i] += kr[i]
         b = B[r]
         for i in range(units):
@@ -276,7 +274,7 @@ def _window_terms(t, masks, shifts, weight, slope, B, k, row_sum):
 
 @_jit
 def _window_cross(t, masks, shifts, weight, B):
-    n_off, rows, units = t.shape
+    rows, n_off, units = t.shape
     acc = np.empty(units, dtype=np.float64)
     for r in range(rows):
         acc[:] = 0.0
@@ -284,7 +282,7 @@ def _window_cross(t, masks, shifts, weight, B):
             s = shifts[o]
             n = units - s
             m = masks[o]
-            tr = t[o, r]
+            tr = t[r, o]
             for i in range(n):
                 acc[i] += tr[i] * m[i]
             acc_ahead = acc[s:]
@@ -317,18 +315,18 @@ def _window_matvec(k, shifts, row_sum, v, out):
 
 
 def pair_differences(z: np.ndarray, scale: float, shifts: np.ndarray) -> np.ndarray:
-    """(n_offsets, R, D): scale * z_{i+s} - scale * z_i for each flat shift s (0 where i + s
-    leaves the row)."""
-    out = np.empty((len(shifts), *z.shape), dtype=z.dtype)
+    """(R, n_offsets, D): scale * z_{i+s} - scale * z_i for each flat shift s (0 where i + s
+    leaves the row); a row's offsets side by side, as the loops below read them."""
+    out = np.empty((z.shape[0], len(shifts), z.shape[1]), dtype=z.dtype)
     _pair_differences(z, z.dtype.type(scale), shifts, out)
     return out
 
 
 def window_terms(t: np.ndarray, masks: np.ndarray, shifts: np.ndarray, weight: float,
                  slope: float):  # fmt: skip
-    """B, the K maps and their row sums from t = tanh(p (z_{i+o} - z_i)) (n_offsets, R, D).
+    """B, the K maps and their row sums from t = tanh(p (z_{i+o} - z_i)) (R, n_offsets, D).
 
-    t is masked in place; K_{i,i+o} = slope (mask - t^2), B_i = weight (sum_o t_o(i) -
+    K_{i,i+o} = slope (mask - t^2), B_i = weight (sum_o t_o(i) -
     t_o(i - o)), row sums sum_o K_o(i) + K_o(i - o).
 
     Returns:
@@ -336,7 +334,7 @@ def window_terms(t: np.ndarray, masks: np.ndarray, shifts: np.ndarray, weight: f
         one block per row (laid out (n_offsets, R, D), its loop was slower than PyTorch's
         passes: 24 streams 1.2 MB apart), row sums (R, D), in t's dtype.
     """
-    n_off, rows, units = t.shape
+    rows, n_off, units = t.shape
     B = np.empty((rows, units), dtype=t.dtype)
     row_sum = np.empty((rows, units), dtype=t.dtype)
     k = np.empty((rows, n_off, units), dtype=t.dtype)
@@ -345,8 +343,8 @@ def window_terms(t: np.ndarray, masks: np.ndarray, shifts: np.ndarray, weight: f
 
 
 def window_cross(t: np.ndarray, masks: np.ndarray, shifts: np.ndarray, weight: float):
-    """B (R, D) from t = tanh(p (z_{i+o} - z_i)) (n_offsets, R, D), unmasked."""
-    B = np.empty(t.shape[1:], dtype=t.dtype)
+    """B (R, D) from t = tanh(p (z_{i+o} - z_i)) (R, n_offsets, D), unmasked."""
+    B = np.empty((t.shape[0], t.shape[2]), dtype=t.dtype)
     _window_cross(t, masks, shifts, float(weight), B)
     return B
 

@@ -434,7 +434,7 @@ class WindowCoupling(PreciseCoupling):
         return self._cache["shifts"]
 
     def _compiled_pair_tanh(self, z: Tensor) -> np.ndarray:
-        """(n_offsets, R, D) tanh(p z_{i+o} - p z_i), unmasked."""
+        """(R, n_offsets, D) tanh(p z_{i+o} - p z_i), unmasked."""
         zn = z.detach().reshape(-1, self.height * self.width).contiguous().numpy()
         t = compiled.pair_differences(zn, self.p, self._shifts())
         np.tanh(t, out=t)
