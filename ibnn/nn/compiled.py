@@ -404,7 +404,7 @@ def _cg_direction(r, s, d, rs, active):
 
 
 @_jit(reassociate=True)
-def _cg_direction_jacobi(r, inverse, d, rs, active):
+def _cg_direction_jacobi(r, inverse, d, rs, active, deflate):
     rows, units = r.shape
     for row in range(rows):
         if not active[row]:
@@ -412,12 +412,21 @@ def _cg_direction_jacobi(r, inverse, d, rs, active):
         rr = r[row]
         inv = inverse[row]
         dr = d[row]
+        mean = 0.0
+        shift = 0.0
+        if deflate:  # s = Q diag(inv) Q r + mean(r) (see ibnn.nn.coupling.Jacobi)
+            for i in range(units):
+                mean += rr[i]
+            mean /= units
+            for i in range(units):
+                shift += inv[i] * (rr[i] - mean)
+            shift = mean - shift / units
         total = 0.0
         for i in range(units):
-            total += rr[i] * inv[i] * rr[i]
+            total += rr[i] * (inv[i] * (rr[i] - mean) + shift)
         beta = total / rs[row] if rs[row] > 0.0 else 0.0
         for i in range(units):
-            dr[i] = inv[i] * rr[i] + beta * dr[i]
+            dr[i] = inv[i] * (rr[i] - mean) + shift + beta * dr[i]
         rs[row] = total
 
 
@@ -427,7 +436,12 @@ def cg_advance(x, r, d, a, rs, active, r_norm) -> None:
     _cg_advance(x, r, d, a, rs, active, r_norm)
 
 
-def cg_direction(r, s, d, rs, active, jacobi: bool = False) -> None:
+def cg_direction(r, s, d, rs, active, jacobi: bool = False, deflate: bool = False) -> None:
     """In place, for the rows ``active``: rs_new = r . s, d = s + (rs_new / rs) d, rs = rs_new;
-    with ``jacobi``, s holds Jacobi's inverse diagonal and s = s * r is formed on the way."""
-    (_cg_direction_jacobi if jacobi else _cg_direction)(r, s, d, rs, active)
+    with ``jacobi``, s holds Jacobi's inverse diagonal and the preconditioned residual is
+    formed on the way: s * r, or with ``deflate`` Q diag(s) Q r + mean(r)
+    (:class:`ibnn.nn.coupling.Jacobi`)."""
+    if jacobi:
+        _cg_direction_jacobi(r, s, d, rs, active, deflate)
+    else:
+        _cg_direction(r, s, d, rs, active)

@@ -165,10 +165,11 @@ def cg(
         number of matvecs performed.
     """
     fused = compiled.enabled() and b.device.type == "cpu" and b.dtype in _FUSED_DTYPES
+    deflate = False
     if fused:
         b = b.contiguous()
-        precond = _diagonal(precond, b)
-    apply = precond if callable(precond) else precond.__mul__
+        precond, deflate = _diagonal(precond, b)
+    apply = _applier(precond, deflate)
     x_out = torch.zeros_like(b)
     r_out = torch.zeros(b.shape[:-1], dtype=b.dtype, device=b.device)  # final ||r|| per row
     rows: Tensor | None = None  # indices of the rows still iterated; None: all of them
@@ -201,8 +202,8 @@ def cg(
             done, r_norm = done[keep], r_norm[keep]
             matvec, precond = restrict(rows)
             if fused:
-                precond = _diagonal(precond, r)
-            apply = precond if callable(precond) else precond.__mul__
+                precond, deflate = _diagonal(precond, r)
+            apply = _applier(precond, deflate)
         if rows is None:
             row_steps += ~done
         else:
@@ -215,7 +216,8 @@ def cg(
                                 r_norm.numpy())  # fmt: skip
             jacobi = not callable(precond)
             s = precond if jacobi else apply(r).contiguous()
-            compiled.cg_direction(arrays[1], s.numpy(), arrays[2], rs.numpy(), active, jacobi)
+            compiled.cg_direction(arrays[1], s.numpy(), arrays[2], rs.numpy(), active, jacobi,
+                                  deflate)  # fmt: skip
             continue
         curv = torch.linalg.vecdot(direction, a_dir)
         alpha = torch.where(done | (curv <= 0), 0.0, rs / curv.clamp_min(tiny))[:, None]
@@ -241,12 +243,22 @@ def cg(
 
 
 def _diagonal(precond, like: Tensor):
-    """A diagonal preconditioner (a tensor or a :class:`Jacobi`) as the full inverse diagonal
-    shaped like ``like`` (what the compiled CG loops read); any other one as it is."""
-    inverse = precond.inverse if isinstance(precond, Jacobi) else precond
+    """A diagonal preconditioner as the compiled CG loops read it: (inverse diagonal shaped
+    like ``like``, deflated: whether it is a :class:`Jacobi`), or (precond, False) for any other
+    callable."""
+    deflate = isinstance(precond, Jacobi)
+    inverse = precond.inverse if deflate else precond
     if callable(inverse):
-        return inverse
-    return inverse.to(like.dtype).expand_as(like).contiguous()
+        return inverse, False
+    return inverse.to(like.dtype).expand_as(like).contiguous(), deflate
+
+
+def _applier(precond, deflate: bool) -> Callable[[Tensor], Tensor]:
+    """r -> M^-1 r for cg's preconditioner argument (a deflated inverse diagonal as
+    :class:`Jacobi` where ``deflate``)."""
+    if deflate:
+        return Jacobi(precond)
+    return precond if callable(precond) else precond.__mul__
 
 
 def jacobian_system(lin: Linearization, lam: float):

