@@ -600,10 +600,12 @@ class WindowCoupling(PreciseCoupling):
                 return apply
             low_y, low_x = c_y[:m_y], c_x[:m_x]
             low_yt, low_xt = low_y.T.contiguous(), low_x.T.contiguous()
-            high = torch.ones_like(symbol, dtype=torch.bool)
-            high[:m_y, :m_x] = False
-            level_high = inverse[:, high].mean(-1)[:, None, None]  # (R, 1, 1)
-            low_factor = (inverse[:, :m_y, :m_x] - level_high).contiguous()
+            low = inverse[:, :m_y, :m_x]
+            n_high = self.height * self.width - m_y * m_x
+            # the mean over the other modes, as the total less the low block's (a boolean
+            # selection of them copied them out: 0.5 ms of a 0.9 ms setup at 384 rows)
+            level_high = ((inverse.sum((1, 2)) - low.sum((1, 2))) / n_high)[:, None, None]
+            low_factor = (low - level_high).contiguous()
 
             def apply_low(r: Tensor) -> Tensor:
                 maps = (half * r).reshape(-1, self.height, self.width)
