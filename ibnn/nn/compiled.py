@@ -118,52 +118,57 @@ def _stencil(z, pad, cap, min_h, base, frac, h_out):
 
 
 @_jit
+def _spread(q, b, f, a):
+    """Adds a at offset f from node b of the grid row q (its 4 nodes, cubic weights)."""
+    w0, w1, w2, w3 = _weights(f)
+    q[b - 1] += a * w0
+    q[b] += a * w1
+    q[b + 1] += a * w2
+    q[b + 2] += a * w3
+
+
+@_jit
+def _interpolate(g, b, f):
+    """The grid row g at offset f from node b (its 4 nodes, cubic weights)."""
+    w0, w1, w2, w3 = _weights(f)
+    return w0 * g[b - 1] + w1 * g[b] + w2 * g[b + 1] + w3 * g[b + 2]
+
+
+@_jit
 def _deposit(v, count, base, frac, q):
     rows, units = v.shape
     scale = 1.0 / count
     for r in range(rows):
+        qr = q[r]
         for d in range(units):
-            a = v[r, d] * scale
-            w0, w1, w2, w3 = _weights(frac[r, d])
-            b = base[r, d]
-            q[r, b - 1] += a * w0
-            q[r, b] += a * w1
-            q[r, b + 1] += a * w2
-            q[r, b + 2] += a * w3
+            _spread(qr, base[r, d], frac[r, d], v[r, d] * scale)
 
 
 @_jit
 def _deposit_constant(value, base, frac, q):
     rows, units = base.shape
     for r in range(rows):
+        qr = q[r]
         for d in range(units):
-            w0, w1, w2, w3 = _weights(frac[r, d])
-            b = base[r, d]
-            q[r, b - 1] += value * w0
-            q[r, b] += value * w1
-            q[r, b + 1] += value * w2
-            q[r, b + 2] += value * w3
+            _spread(qr, base[r, d], frac[r, d], value)
 
 
 @_jit
 def _gather(g, base, frac, out):
     rows, units = out.shape
     for r in range(rows):
+        gr = g[r]
         for d in range(units):
-            w0, w1, w2, w3 = _weights(frac[r, d])
-            b = base[r, d]
-            out[r, d] = w0 * g[r, b - 1] + w1 * g[r, b] + w2 * g[r, b + 1] + w3 * g[r, b + 2]
+            out[r, d] = _interpolate(gr, base[r, d], frac[r, d])
 
 
 @_jit
 def _gather_minus(g, base, frac, diag, v, out):
     rows, units = out.shape
     for r in range(rows):
+        gr = g[r]
         for d in range(units):
-            w0, w1, w2, w3 = _weights(frac[r, d])
-            b = base[r, d]
-            read = w0 * g[r, b - 1] + w1 * g[r, b] + w2 * g[r, b + 1] + w3 * g[r, b + 2]
-            out[r, d] = read - diag[r, d] * v[r, d]
+            out[r, d] = _interpolate(gr, base[r, d], frac[r, d]) - diag[r, d] * v[r, d]
 
 
 def stencil(z: np.ndarray, pad: int, cap: int, min_h: float):

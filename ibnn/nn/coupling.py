@@ -53,6 +53,9 @@ _DENSE_CHUNK = 1 << 24  # elements of a (rows, D, D) block materialised at once
 # pre-activations, Jacobi against it, the crossover lay at -lam p (mean sech^2) of 9-13 for
 # k = 3, about 4.2 for k = 5 and below 2.1 for k = 7 (28 x 28 maps)
 _SPECTRAL_FROM = 90.0
+# share of the cosine modes per axis (the lowest) that the window preconditioner gives their
+# own factor; the others share their mean factor (see WindowCoupling's smoother)
+_SPECTRAL_LOW = 0.5
 _DIRECT_FLAT_UNITS = 1024  # largest map (H * W units) whose linear start is solved directly
 
 
@@ -589,8 +592,9 @@ class WindowCoupling(PreciseCoupling):
             # eigenvalues are inverse_l and c). The same CG iterations (477 -> 473 forward at
             # lam = -1, 479 -> 483 at lam = -3, w_extent = 5, real pre-activations) for 37%
             # of the transforms' products
-            m_y, m_x = math.ceil(self.height / 2), math.ceil(self.width / 2)
-            if m_y * m_x == self.height * self.width:  # a 1 x 1 map: no other modes
+            m_y = math.ceil(self.height * _SPECTRAL_LOW)
+            m_x = math.ceil(self.width * _SPECTRAL_LOW)
+            if m_y * m_x == self.height * self.width:  # every mode its own factor
 
                 def apply(r: Tensor) -> Tensor:
                     maps = (half * r).reshape(-1, self.height, self.width)

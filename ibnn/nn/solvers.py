@@ -7,7 +7,7 @@ previous epoch), to be started from as it is; ``linearization``: return the line
 z for the backward pass (False: a forward-only solve). Only Newton reads the two (the other
 solvers always start from z0 and return no linearization). Convergence is judged per row by
 the max-norm residual ||z - y + lam B(z)||_inf <= tol, or, below float64, by a rounding floor
-that a float64 solution confirms: a row above ``tol`` counts as converged only within 2x of the
+that a float64 solution confirms: a row above ``tol`` counts as converged only within 2.5x of the
 residual of its float64 solution rounded to its dtype (:func:`confirmed_floor`). Rows that do
 not converge are reported in :class:`SolveInfo`, never raised.
 
@@ -111,7 +111,7 @@ class SolveInfo:
         iters: outer iterations taken (Newton steps, descent steps, ...).
         inner_iters: total inner iterations (CG matvecs for Newton; 0 otherwise).
         residual: (R,) final max-norm residual per row (inf where not finite).
-        converged: (R,) bool, residual <= tol, or within 2x of the row's confirmed rounding
+        converged: (R,) bool, residual <= tol, or within 2.5x of the row's confirmed rounding
             floor (see :func:`confirmed_floor`).
         linearization: the coupling linearised at the returned z, when the solver has it
             (the backward pass reuses it).
@@ -293,8 +293,12 @@ def _info(
 
 _NEAR_FLOOR = 10.0  # rows above tol within this factor of row_tol's estimate get confirmed
 # a float32 solver's residual against the rounded float64 solution's, both at the floor: up to
-# 1.3x where that floor is above the tolerance (window k = 3, lam = -10, y of size 3-6)
-_FLOOR_MARGIN = 2.0
+# 1.3x where that floor is above the tolerance (window k = 3, lam = -10, y of size 3-6); up to
+# 2.2x where float32 Newton steps stall at their last rounding (global w, lam = -10, p = 20,
+# warm Fashion-MNIST pre-activations: 2.04x and 2.24x for 2 of 384 rows, whose z then lie
+# within about an ulp of the rounded float64 solution; 1.5-2% of window rows at lam = -10
+# stall at 2.4x, PyTorch's float32 path included)
+_FLOOR_MARGIN = 2.5
 
 
 def confirmed_floor(problem: FixedPointProblem, z: Tensor, rows: Tensor) -> Tensor:

@@ -280,12 +280,12 @@ FLOOR_COUPLINGS = [DenseCoupling(10.0), WindowCoupling(10.0, 3, 28, 28), GridCou
 @pytest.mark.parametrize("lam", [-2.0, -10.0])
 @pytest.mark.parametrize("coupling", FLOOR_COUPLINGS, ids=["dense", "window", "grid"])
 def test_float32_rows_count_as_converged_only_at_tol_or_at_the_confirmed_floor(coupling, lam):
-    """Every row counted as converged is within the tolerance or within 2x of the residual of
+    """Every row counted as converged is within the tolerance or within 2.5x of the residual of
     the float64 solution rounded to float32 (no float32 solver can do better); Newton gets
-    there for (almost) every row, in float32. 128 rows: at lam = -10 on windows 1.5-2% of rows
-    stall just above twice their floor (2.4x) whichever path computes the sums and CG's
-    updates (4-5 of 256 over 8 seeds, PyTorch and compiled alike), so 32 rows were 1 or 2
-    rows from the bound by chance."""
+    there for (almost) every row, in float32. 128 rows rather than 32: at lam = -10 on windows
+    1.5-2% of rows stall near 2.4x their floor whichever path computes the sums and CG's
+    updates (PyTorch and compiled alike), and 32 rows put the 95% one or two rows from the
+    bound."""
     torch.manual_seed(0)
     d = 36 if isinstance(coupling, DenseCoupling) else 784
     y = torch.randn(128, d) * 3
@@ -294,7 +294,8 @@ def test_float32_rows_count_as_converged_only_at_tol_or_at_the_confirmed_floor(c
     z, info = get_solver("newton")(problem, y.clone(), tol=tol)
     _, floor = _rounded_reference(problem)
     res = info.residual
-    assert bool((info.converged == ((res <= tol) | (res <= 2.0 * floor))).all())
+    margin = solvers._FLOOR_MARGIN
+    assert bool((info.converged == ((res <= tol) | (res <= margin * floor))).all())
     assert float(info.converged.float().mean()) >= 0.95, (res.max(), floor.max())
     assert float(res.median()) <= tol
 
