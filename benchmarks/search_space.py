@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ibnn import solver_stats, to_ibnn, ucn
+from ibnn.nn import compiled
 from ibnn.nn.layers import IBNNConv2d
 from ibnn.nn.memory import reuse_freed_memory
 from ibnn.trial.data import as_float, load_raw
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
     args = parser.parse_args()
     reuse_freed_memory()  # as a trial does: see ibnn.nn.memory
+    compiled.warm_up()  # the compiled loops load (or compile) before any step is timed
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = QUICK if args.quick else SETTINGS

@@ -49,10 +49,12 @@ SETTINGS: dict[str, dict] = {
 def measure(cfg_dict: dict, epochs: int, threads: int) -> list[dict]:
     """Times the first ``epochs`` main epochs of one trial; per epoch its passes' seconds and
     mean solver iterations (NaN for SM)."""
+    from ibnn.nn import compiled
     from ibnn.trial import Trial, TrialConfig
 
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore", "Using padding='same' with even kernel", UserWarning)
+    compiled.warm_up()  # the compiled loops load (or compile) before the clock starts
     trial = Trial(TrialConfig.from_dict(cfg_dict))
     for _ in range(trial.cfg.warmup_epochs):
         trial.run_epoch()
