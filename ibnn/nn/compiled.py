@@ -1,38 +1,42 @@
-"""Compiled CPU loops (numba) for the grid's and the window's point operations.
+"""Compiled CPU loops (numba) for the solver's point operations: the grid, the window, CG.
 
-Grid (:class:`ibnn.nn.grid.GridCoupling`): stencil, deposit and read-back.
-
-In PyTorch each of the grid's three point operations is several passes over (R, D) and
-(4, R, D) arrays: the stencil writes 4 int64 node indices and 4 weights per point, a deposit
-is 4 ``scatter_add_`` calls of 4 products, a read-back 4 ``gather`` calls and 4 multiply-adds.
-On the CPU these were 60% of a global-w solve (issue 18's profile), memory-bound. Here each is
-one loop over a row's points that keeps only a base node (int32) and the point's offset from it
-(float64) per point and forms the 4 cubic weights as it goes:
+Grid (:class:`ibnn.nn.grid.GridCoupling`): stencil, deposit and read-back. In PyTorch each is
+several passes over (R, D) and (4, R, D) arrays: the stencil writes 4 int64 node indices and
+4 weights per point, a deposit is 4 ``scatter_add_`` calls of 4 products, a read-back 4
+``gather`` calls and 4 multiply-adds; on the CPU they were 60% of a global-w solve (issue 18's
+profile), memory-bound. Here each is one loop over a row's points that keeps only a base node
+(int32) and the point's offset from it (float64) per point and forms the 4 cubic weights as it
+goes:
 
 - :func:`stencil`: each row's grid spacing and every point's base node and offset;
-- :func:`deposit`: v / count spread onto the 4 nodes around each point;
+- :func:`deposit`: v / count spread onto the 4 nodes around each point (into a grid of the
+  requested dtype);
 - :func:`gather`: a grid read back at the points (optionally minus diag * v, the grid
-  Jacobian's matvec in one pass).
+  Jacobian's matvec in one pass), in the output's dtype.
 
 The weights are those of ``GridCoupling``'s PyTorch path (cubic Lagrange on the nodes
-base - 1 ... base + 2), evaluated in float64 rather than in the compute dtype; the sums are
-formed in the output's dtype. Results agree with the PyTorch path to rounding (tested).
+base - 1 ... base + 2), evaluated in float64 rather than in the compute dtype. Results agree
+with the PyTorch path to float32 rounding (tested), not bit for bit.
 
-Window (:class:`ibnn.nn.coupling.WindowCoupling`): in PyTorch a matvec is 2 fused multiply-adds
-per half-window offset, each a pass over (R, D) maps (48 passes at w_extent = 7), and the
-linearisation as many passes again. Here one loop per row keeps the row's output in cache while
-the offsets' K maps stream past it:
+Window (:class:`ibnn.nn.coupling.WindowCoupling`): in PyTorch a matvec is 2 fused
+multiply-adds per half-window offset, each a pass over (R, D) maps (48 passes at
+w_extent = 7), and the linearisation as many passes again. Here one loop per row keeps the
+row's output in cache while its offsets' maps stream past it (laid out (R, offsets, D)):
 
-- :func:`pair_differences`: z_{i+o} - z_i for every unit and half-window offset;
-- :func:`window_terms`: from the masked tanh of those, B, the K maps and their row sums;
-  B's sums are formed in float64 and rounded once (in PyTorch they are float32 sums of the
-  layer's dtype: at lam = -10 the solver multiplies their rounding by 10, and the loops'
-  other summation order left 2 of 32 float32 rows above their confirmed rounding floor in
-  ``test_float32_rows_count_as_converged_only_at_tol_or_at_the_confirmed_floor``);
+- :func:`pair_differences`: p z_{i+o} - p z_i for every unit and half-window offset;
+- :func:`window_terms`: from the tanh of those (NumPy's vectorised tanh, between the two
+  loops), B, the K maps and their row sums; B's sums are formed in float64 and rounded once
+  (PyTorch sums them in the layer's float32, and the solver multiplies that rounding by lam);
 - :func:`window_matvec`: (dB/dz) v from the K maps.
 
-Used on CPU tensors when numba imports and ``IBNN_COMPILED`` is not ``0`` (the PyTorch
-path stays for other devices and for comparison). Compiled on first use and cached on disk.
+CG (:func:`ibnn.nn.solvers.cg`): :func:`cg_advance` and :func:`cg_direction` do one
+iteration's updates a row at a time, Jacobi's preconditioner (made exact on the constant mode,
+:class:`ibnn.nn.coupling.Jacobi`) folded in.
+
+Used for float CPU tensors outside autograd when numba imports and ``IBNN_COMPILED`` is not
+``0`` (the PyTorch path stays for other devices and for comparison). Compiled on first use and
+cached on disk (``ibnn/nn/__pycache__``, or numba's user cache where that is read-only);
+:func:`warm_up` compiles or loads them all before a timed run.
 """
 
 from __future__ import annotations
