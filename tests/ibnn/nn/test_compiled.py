@@ -11,7 +11,14 @@ from ibnn.nn.coupling import DenseCoupling, Jacobi, WindowCoupling
 from ibnn.nn.grid import GridCoupling
 from ibnn.nn.solvers import cg
 
-pytestmark = pytest.mark.skipif(not compiled.enabled(), reason="numba is a dependency")
+
+def test_the_compiled_loops_are_available_and_switched_by_the_environment(monkeypatch):
+    """numba is a dependency: every comparison below must really run both paths."""
+    assert compiled.numba is not None
+    monkeypatch.setenv("IBNN_COMPILED", "0")
+    assert not compiled.enabled()
+    monkeypatch.setenv("IBNN_COMPILED", "1")
+    assert compiled.enabled()
 
 
 def _both(monkeypatch, compute):
@@ -19,6 +26,7 @@ def _both(monkeypatch, compute):
     out = {}
     for flag in ("0", "1"):
         monkeypatch.setenv("IBNN_COMPILED", flag)
+        assert compiled.enabled() == (flag == "1")
         out[flag] = compute()
     return out["0"], out["1"]
 
@@ -179,6 +187,8 @@ def test_compiled_cg_updates_equal_pytorchs(monkeypatch, dtype, kind):
     monkeypatch.setattr(solvers, "_FUSED_DTYPES", ())
     x_torch, steps_torch, rows_torch = run()
     monkeypatch.setattr(solvers, "_FUSED_DTYPES", (torch.float32, torch.float64))
+    monkeypatch.setenv("IBNN_COMPILED", "1")
+    assert compiled.enabled()
     x_fused, steps_fused, rows_fused = run()
     finite = torch.isfinite(b).all(-1)
     # the NaN row is done from the start (nothing to gain) and has no solution
@@ -203,9 +213,10 @@ def test_compiled_cg_updates_equal_pytorchs(monkeypatch, dtype, kind):
         assert float((x[finite].double() - exact).abs().max()) <= 1e-3 * float(scale)
 
 
-def test_warm_up_compiles_every_loop_for_both_dtypes():
+def test_warm_up_compiles_every_loop_for_both_dtypes(monkeypatch):
     """What the benchmarks call before their clocks start: it runs every loop on tiny inputs,
     so each signature a solve needs is compiled (or loaded) afterwards."""
+    monkeypatch.setenv("IBNN_COMPILED", "1")
     compiled.warm_up()
     loops = (compiled._deposit, compiled._gather_minus, compiled._window_matvec,
              compiled._cg_advance)  # fmt: skip
