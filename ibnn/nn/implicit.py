@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ibnn.nn.coupling import Coupling
-from ibnn.nn.solvers import FixedPointProblem, SolveInfo, cg, jacobian_system
+from ibnn.nn.solvers import FixedPointProblem, SolveInfo, solve_jacobian
 
 __all__ = ["SolveRecord", "fixed_point", "cross_term"]
 
@@ -80,9 +80,8 @@ def _backward_solve(z: Tensor, lam: float, coupling: Coupling, g: Tensor, rtol: 
         lin = coupling.linearize(z_safe)
     g_safe = torch.where(finite[:, None], g, torch.zeros_like(g))
 
-    matvec, precond, restrict = jacobian_system(lin, lam)
     report: dict = {}
-    u, steps = cg(matvec, g_safe, precond, rtol, 0.0, 500, report, restrict)
+    u, steps = solve_jacobian(lin, lam, g_safe, rtol, 0.0, 500, report)
     if not bool(finite.all()):
         u = torch.where(finite[:, None], u, torch.full_like(u, float("nan")))
     return u, lin.B, steps, report

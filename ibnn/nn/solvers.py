@@ -15,7 +15,8 @@ Solvers:
 - ``"newton"`` (default): Newton's method on F(z) = z - y + lam B(z). Each step solves
   (I + lam dB/dz) d = -F with preconditioned CG (the matrix is symmetric positive
   definite for lam < 1/(2p); Jacobi, or the coupling's own preconditioner, see
-  :meth:`ibnn.nn.coupling.Linearization.preconditioner`) and backtracks per row on ||F||_2
+  :meth:`ibnn.nn.coupling.Linearization.preconditioner`; a window's systems on the CPU a row at
+  a time, :func:`solve_jacobian`) and backtracks per row on ||F||_2
   (the Newton direction is a descent direction of ||F||^2), so it converges across lam in
   [-10, 1/(2p)). The line search starts from a full step, or, for windows, where that lands
   more than 10% away from the energy's minimum along the step, from one secant step on the
@@ -49,6 +50,7 @@ __all__ = [
     "confirmed_floor",
     "default_tol",
     "jacobian_system",
+    "solve_jacobian",
 ]
 
 
@@ -261,6 +263,34 @@ def _applier(precond, deflate: bool) -> Callable[[Tensor], Tensor]:
     return precond if callable(precond) else precond.__mul__
 
 
+def solve_jacobian(
+    lin: Linearization,
+    lam: float,
+    b: Tensor,
+    rtol: Tensor | float,
+    atol: float,
+    max_iter: int,
+    report: dict | None = None,
+) -> tuple[Tensor, int]:
+    """x solving (I + lam dB/dz) x = b at ``lin`` (a Newton step's system, the implicit
+    backward's) by preconditioned CG: the coupling's own row-by-row CG where it has one for b
+    (:attr:`Linearization.solve`: a window's compiled loop), else :func:`cg` with
+    :func:`jacobian_system`'s operators. Arguments and returns as :func:`cg`'s; each row stops
+    once ||r||_2 <= max(rtol ||b||_2, atol)."""
+    if lin.solve is not None:
+        target = torch.clamp(rtol * b.norm(dim=-1), min=atol)
+        out = lin.solve(lam, b, target, max_iter)
+        if out is not None:
+            x, row_steps, r_norm = out
+            if report is not None:
+                tiny = torch.finfo(b.dtype).tiny
+                report["relative_residual"] = float(r_norm.norm() / b.norm().clamp_min(tiny))
+                report["row_steps"] = row_steps
+            return x, int(row_steps.max()) if row_steps.numel() else 0
+    matvec, precond, restrict = jacobian_system(lin, lam)
+    return cg(matvec, b, precond, rtol, atol, max_iter, report, restrict)
+
+
 def jacobian_system(lin: Linearization, lam: float):
     """(matvec, precond, restrict) of H = I + lam dB/dz at ``lin``, as :func:`cg` takes them;
     ``restrict`` is None where the linearization cannot select rows."""
@@ -324,9 +354,8 @@ def confirmed_floor(problem: FixedPointProblem, z: Tensor, rows: Tensor) -> Tens
     cap = 4 * z64.shape[-1] if z64.shape[-1] < 64 else 200
     for _ in range(2):
         lin = reference.coupling.linearize(z64)
-        matvec, precond, restrict = jacobian_system(lin, reference.lam)
         f = reference.residual(z64, lin.B)
-        step, _ = cg(matvec, -f, precond, 1e-6, 0.0, cap, restrict=restrict)
+        step, _ = solve_jacobian(lin, reference.lam, -f, 1e-6, 0.0, cap)
         z64 = z64 + step
     rounded = z64.to(z.dtype)
     return _max_abs(sub.residual(rounded, sub.coupling.cross(rounded)))
@@ -472,10 +501,9 @@ def newton(
             row_iters.index_add_(0, rows, active.to(torch.int32))
         fnorm = f.norm(dim=-1)
         rhs = torch.where(active[:, None], -f, torch.zeros_like(f))
-        matvec, precond, restrict = jacobian_system(lin, lam)
         forcing = torch.clamp(fnorm, max=1e-3)  # tight early: saves Newton steps
         cap = 4 * y.shape[-1] if y.shape[-1] < 64 else 200
-        step, n = cg(matvec, rhs, precond, forcing, 0.1 * tol, cap, restrict=restrict)
+        step, n = solve_jacobian(lin, lam, rhs, forcing, 0.1 * tol, cap)
         inner += n
         t = torch.ones_like(fnorm)
         z_try = z + step

@@ -219,6 +219,79 @@ def test_warm_up_compiles_every_loop_for_both_dtypes(monkeypatch):
     monkeypatch.setenv("IBNN_COMPILED", "1")
     compiled.warm_up()
     loops = (compiled._deposit, compiled._gather_minus, compiled._window_matvec,
-             compiled._cg_advance)  # fmt: skip
+             compiled._cg_advance, compiled._window_cg)  # fmt: skip
     signatures = [len(f.signatures) for f in loops]
     assert all(n >= 2 for n in signatures), signatures
+
+
+def _window_system(dtype: torch.dtype, extent: int, lam: float, seed: int):
+    """A window's Newton system on 9 x 11 maps: its linearization, the dense H = I + lam J
+    (float64, from the exact sums), and right-hand sides."""
+    height, width = 9, 11
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(8, height * width, generator=gen, dtype=torch.float64) * 0.3
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    r = extent // 2
+    w = ((ys[:, None] - ys[None, :]).abs() <= r) & ((xs[:, None] - xs[None, :]).abs() <= r)
+    w = w.double() / extent**2
+    w.fill_diagonal_(0.0)
+    K = w * 10.0 / torch.cosh(10.0 * (z[:, None, :] - z[:, :, None])) ** 2
+    J = K - torch.diag_embed(K.sum(-1))
+    H = torch.eye(height * width, dtype=torch.float64) + lam * J
+    lin = WindowCoupling(10.0, extent, height, width, dtype=dtype).linearize(z.to(dtype))
+    b = torch.randn(8, height * width, generator=gen, dtype=torch.float64)
+    return lin, H, b
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("extent", "lam"), [(3, -1.0), (5, -3.0), (7, 0.04)])
+def test_window_cg_solves_each_rows_system_against_the_dense_matrix(
+    monkeypatch, dtype, extent, lam
+):
+    """The compiled row-by-row CG of a window (Jacobi exact on the constant mode): every row's
+    true residual ||H x - b|| at its own target, H built densely from the exact sums; a zero
+    row takes no step, a NaN row gets a NaN solution and leaves the others alone, a looser
+    target stops sooner; the batched CG (PyTorch's) takes as many steps to the same x."""
+    monkeypatch.setenv("IBNN_COMPILED", "1")
+    lin, H, b = _window_system(dtype, extent, lam, seed=11)
+    b[2] = 0.0
+    b[4, 7] = float("nan")
+    rtol = 1e-4 if dtype == torch.float32 else 1e-9
+    target = rtol * b.norm(dim=-1)
+    target[5] = 1e-2 * float(b[5].norm())
+    x, row_steps, r_norm = lin.solve(lam, b.to(dtype), target.to(dtype), 500)
+    assert x.dtype == dtype and row_steps.dtype == torch.int32
+    ok = torch.tensor([i not in (2, 4) for i in range(8)])
+    residual = (H[ok] @ x[ok].double()[..., None])[..., 0] - b[ok]
+    # CG's own residual meets the target; the true one also holds the dtype's rounding
+    rounding = 50 * torch.finfo(dtype).eps * b[ok].norm(dim=-1)
+    assert bool((residual.norm(dim=-1) <= 1.01 * target[ok] + rounding).all())
+    assert bool((r_norm[ok] <= target[ok]).all())
+    assert int(row_steps[2]) == 0 and bool((x[2] == 0).all())
+    assert bool(x[4].isnan().all()) and not bool(torch.isfinite(r_norm[4]))
+    assert int(row_steps[5]) < int(row_steps[ok].max())
+    # the batched CG with the same preconditioner: the same x, the same steps (rounding aside)
+    matvec, _, _ = solvers.jacobian_system(lin, lam)
+    x_b, _ = cg(matvec, b.to(dtype), Jacobi(1.0 / (1.0 + lam * lin.diag)), rtol, 0.0, 500)
+    exact = torch.linalg.solve(H[ok], b[ok][..., None])[..., 0]
+    keep = ok.clone()
+    keep[5] = False
+    scale = float(exact.abs().max())
+    assert float((x[keep].double() - x_b[keep].double()).abs().max()) <= 50 * rtol * scale
+
+
+def test_solve_jacobian_takes_the_window_row_solver_only_on_the_compiled_path(monkeypatch):
+    """solve_jacobian: the window's own row CG on the compiled path, PyTorch's batched CG with
+    the window's preconditioner otherwise; both solve the system to its tolerance and fill
+    cg's report (relative residual, steps per row)."""
+    lin, H, b = _window_system(torch.float32, 5, -1.0, seed=12)
+    exact = torch.linalg.solve(H, b[..., None])[..., 0]
+    for flag in ("1", "0"):
+        monkeypatch.setenv("IBNN_COMPILED", flag)
+        assert (lin.solve(-1.0, b.float(), torch.full((8,), 1e-4), 500) is None) == (flag == "0")
+        report: dict = {}
+        x, steps = solvers.solve_jacobian(lin, -1.0, b.float(), 1e-5, 0.0, 500, report)
+        assert steps == int(report["row_steps"].max()) > 0
+        assert report["relative_residual"] <= 1e-5
+        assert float((x.double() - exact).abs().max()) <= 1e-4 * float(exact.abs().max())
