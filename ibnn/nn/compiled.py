@@ -12,7 +12,9 @@ goes:
 - :func:`deposit`: v / count spread onto the 4 nodes around each point (into a grid of the
   requested dtype);
 - :func:`gather`: a grid read back at the points (optionally minus diag * v, the grid
-  Jacobian's matvec in one pass), in the output's dtype.
+  Jacobian's matvec in one pass), in the output's dtype;
+- :func:`grid_cg`: the Newton and backward systems solved by CG a row at a time on small grids
+  (the convolution summed directly), as :func:`window_cg` does for windows.
 
 The weights are those of ``GridCoupling``'s PyTorch path (cubic Lagrange on the nodes
 base - 1 ... base + 2), evaluated in float64 rather than in the compute dtype. Results agree
@@ -65,6 +67,7 @@ __all__ = [
     "window_cross",
     "window_matvec",
     "window_cg",
+    "grid_cg",
     "cg_advance",
     "cg_direction",
     "warm_up",
@@ -480,6 +483,7 @@ def warm_up() -> None:
         gather(g, base, frac, dtype)
         gather(g, base, frac, dtype, v, v)
         gather(g.astype(np.float32), base, frac, dtype, v, v)
+        grid_cg(base, frac, np.ones((1, nodes)), v, 0.1, -1.0, v, np.zeros(2), 4)
         t = pair_differences(v, 1.0, shifts)
         B, k, row_sum = window_terms(t, masks.astype(dtype), shifts, 0.5, 1.0)
         window_cross(t, masks.astype(dtype), shifts, 0.5)
@@ -494,60 +498,102 @@ def warm_up() -> None:
             cg_direction(r, v.copy(), d, rs, active, True, deflate)
 
 
-# -- a window's Newton systems, a row at a time ---------------------------------------------------
-# The batched CG streams every row's K maps (R, n_offsets, D) from memory on each iteration (29 MB
-# at 768 rows of 28 x 28 maps, k = 5). A row's system is independent of the others', so here CG
-# runs a row to its end while its maps (38 KB) and vectors stay in cache, with Jacobi's
-# preconditioner made exact on the constant mode (:class:`ibnn.nn.coupling.Jacobi`).
+# -- Newton systems, a row at a time ---------------------------------------------------------------
+# The batched CG streams every row's operator from memory on each iteration (a window's K maps:
+# 29 MB at 768 rows of 28 x 28 maps, k = 5). A row's system is independent of the others', so
+# here CG runs a row to its end while its operator and vectors stay in cache, with Jacobi's
+# preconditioner made exact on the constant mode (:class:`ibnn.nn.coupling.Jacobi`). The loop
+# is shared; each coupling supplies its matvec a = H d = d + lam (dB/dz) d.
+
+
+@_jit(reassociate=True)
+def _row_start(br, xr, r, inv, diag, lam):
+    """x = 0, r = b, Jacobi's inverse diagonal 1 / (1 + lam diag); returns ||r||."""
+    norm = 0.0
+    for i in range(br.shape[0]):
+        inv[i] = 1.0 / (1.0 + lam * diag[i])
+        xr[i] = 0.0
+        r[i] = br[i]
+        norm += r[i] * r[i]
+    return math.sqrt(norm)
+
+
+@_jit(reassociate=True)
+def _row_direction(r, inv, s, d, rs, first):
+    """s = Q diag(inv) Q r + mean(r) (Q removes the mean), d = s + (r.s / rs) d (d = s on the
+    first iteration); returns r.s."""
+    units = r.shape[0]
+    mean = 0.0
+    for i in range(units):
+        mean += r[i]
+    mean /= units
+    shift = 0.0
+    for i in range(units):
+        s[i] = inv[i] * (r[i] - mean)
+        shift += s[i]
+    shift = mean - shift / units
+    rs_new = 0.0
+    for i in range(units):
+        s[i] += shift
+        rs_new += r[i] * s[i]
+    if first:
+        d[:] = s
+    else:
+        beta = rs_new / rs if rs > 0.0 else 0.0
+        for i in range(units):
+            d[i] = s[i] + beta * d[i]
+    return rs_new
+
+
+@_jit(reassociate=True)
+def _row_advance(xr, r, d, a, rs, lam):
+    """a = d + lam a (a held (dB/dz) d), alpha = rs / (d.a) (0 where d.a <= 0), x += alpha d,
+    r -= alpha a; returns ||r||."""
+    units = r.shape[0]
+    curv = 0.0
+    for i in range(units):
+        a[i] = d[i] + lam * a[i]
+        curv += d[i] * a[i]
+    alpha = rs / curv if curv > 0.0 else 0.0
+    norm = 0.0
+    for i in range(units):
+        xr[i] += alpha * d[i]
+        r[i] -= alpha * a[i]
+        norm += r[i] * r[i]
+    return math.sqrt(norm)
+
+
+@_jit
+def _row_finish(xr, norm, row, steps, r_norm, n):
+    if not math.isfinite(norm):  # no solution: NaN, as the batched CG gives
+        xr[:] = np.nan
+    steps[row] = n
+    r_norm[row] = norm
 
 
 @_jit(reassociate=True)
 def _window_cg(k, shifts, row_sum, lam, b, target, max_iter, x, steps, r_norm):
     rows, n_off, units = k.shape
-    dtype = b.dtype
-    r = np.empty(units, dtype=dtype)
-    d = np.empty(units, dtype=dtype)
-    s = np.empty(units, dtype=dtype)
-    a = np.empty(units, dtype=dtype)
-    inv = np.empty(units, dtype=dtype)
+    r = np.empty(units, dtype=b.dtype)
+    d, s, a, inv, diag = (
+        np.empty_like(r),
+        np.empty_like(r),
+        np.empty_like(r),
+        np.empty_like(r),
+        np.empty_like(r),
+    )
     for row in range(rows):
         kr = k[row]
         total = row_sum[row]
-        br = b[row]
         xr = x[row]
-        norm = 0.0
         for i in range(units):
-            inv[i] = 1.0 / (1.0 - lam * total[i])
-            xr[i] = 0.0
-            r[i] = br[i]
-            norm += r[i] * r[i]
-        norm = math.sqrt(norm)
+            diag[i] = -total[i]
+        norm = _row_start(b[row], xr, r, inv, diag, lam)
         rs = 1.0
         n = 0
         while norm > target[row] and n < max_iter:
-            # s = M^-1 r: Q diag(inv) Q r + mean(r), Q removing the mean
-            mean = 0.0
-            for i in range(units):
-                mean += r[i]
-            mean /= units
-            shift = 0.0
-            for i in range(units):
-                s[i] = inv[i] * (r[i] - mean)
-                shift += s[i]
-            shift = mean - shift / units
-            rs_new = 0.0
-            for i in range(units):
-                s[i] += shift
-                rs_new += r[i] * s[i]
-            if n == 0:
-                d[:] = s
-            else:
-                beta = rs_new / rs if rs > 0.0 else 0.0
-                for i in range(units):
-                    d[i] = s[i] + beta * d[i]
-            rs = rs_new
-            # a = H d = d + lam (K d - row_sum d)
-            for i in range(units):
+            rs = _row_direction(r, inv, s, d, rs, n == 0)
+            for i in range(units):  # a = (dB/dz) d = K d - row_sum d
                 a[i] = -total[i] * d[i]
             for o in range(n_off):
                 sh = shifts[o]
@@ -559,22 +605,61 @@ def _window_cg(k, shifts, row_sum, lam, b, target, max_iter, x, steps, r_norm):
                 a_ahead = a[sh:]
                 for i in range(m):
                     a_ahead[i] += ko[i] * d[i]
-            curv = 0.0
-            for i in range(units):
-                a[i] = d[i] + lam * a[i]
-                curv += d[i] * a[i]
-            alpha = rs / curv if curv > 0.0 else 0.0
-            norm = 0.0
-            for i in range(units):
-                xr[i] += alpha * d[i]
-                r[i] -= alpha * a[i]
-                norm += r[i] * r[i]
-            norm = math.sqrt(norm)
+            norm = _row_advance(xr, r, d, a, rs, lam)
             n += 1
-        if not math.isfinite(norm):  # no solution: NaN, as the batched CG gives
-            xr[:] = np.nan
-        steps[row] = n
-        r_norm[row] = norm
+        _row_finish(xr, norm, row, steps, r_norm, n)
+
+
+@_jit(reassociate=True)
+def _grid_cg(base, frac, kernel, row_sum, self_weight, lam, b, target, max_iter, x, steps,
+             r_norm):  # fmt: skip
+    rows, units = b.shape
+    nodes = kernel.shape[1]
+    r = np.empty(units, dtype=b.dtype)
+    d, s, a, inv, diag = (
+        np.empty_like(r),
+        np.empty_like(r),
+        np.empty_like(r),
+        np.empty_like(r),
+        np.empty_like(r),
+    )
+    q = np.empty(nodes + 3, dtype=np.float64)
+    g = np.empty(nodes + 3, dtype=np.float64)
+    wide = np.empty(2 * nodes - 1, dtype=np.float64)  # the kernel at offsets -(M-1) .. M-1
+    scale = 1.0 / units
+    for row in range(rows):
+        kr = kernel[row if kernel.shape[0] > 1 else 0]
+        for m in range(nodes):
+            wide[nodes - 1 + m] = kr[m]
+            wide[nodes - 1 - m] = kr[m]
+        total = row_sum[row]
+        xr = x[row]
+        br_base = base[row]
+        br_frac = frac[row]
+        for i in range(units):
+            diag[i] = self_weight - total[i]
+        norm = _row_start(b[row], xr, r, inv, diag, lam)
+        rs = 1.0
+        n = 0
+        while norm > target[row] and n < max_iter:
+            rs = _row_direction(r, inv, s, d, rs, n == 0)
+            # a = (dB/dz) d: d / D deposited on the grid, convolved with the kernel (direct
+            # sums on a small grid), read back at the points, minus row_sum d
+            q[:] = 0.0
+            for i in range(units):
+                _spread(q, br_base[i], br_frac[i], d[i] * scale)
+            g[:] = 0.0
+            for j in range(nodes):
+                qj = q[j]
+                if qj != 0.0:
+                    w = wide[nodes - 1 - j :]
+                    for i in range(nodes):
+                        g[i] += qj * w[i]
+            for i in range(units):
+                a[i] = _interpolate(g, br_base[i], br_frac[i]) - total[i] * d[i]
+            norm = _row_advance(xr, r, d, a, rs, lam)
+            n += 1
+        _row_finish(xr, norm, row, steps, r_norm, n)
 
 
 def window_cg(k, shifts, row_sum, lam: float, b, target, max_iter: int):
@@ -586,9 +671,25 @@ def window_cg(k, shifts, row_sum, lam: float, b, target, max_iter: int):
         x (R, D) in b's dtype (NaN in a row whose residual is not finite: it stops there),
         iterations per row (int32, (R,)), final ||r||_2 per row (float64, (R,)).
     """
-    rows = b.shape[0]
-    x = np.empty_like(b)
-    steps = np.zeros(rows, dtype=np.int32)
-    r_norm = np.zeros(rows, dtype=np.float64)
+    x, steps, r_norm = _row_outputs(b)
     _window_cg(k, shifts, row_sum, b.dtype.type(lam), b, target, int(max_iter), x, steps, r_norm)
     return x, steps, r_norm
+
+
+def grid_cg(base, frac, kernel, row_sum, self_weight: float, lam: float, b, target,
+            max_iter: int):  # fmt: skip
+    """Solve (I + lam dB/dz) x = b row by row by CG (Jacobi exact on the constant mode) for the
+    grid: the stencil (``base``, ``frac``, as :func:`stencil` gives them), the sech^2 kernel
+    at node offsets 0 .. M-1 (float64, (R or 1, M)), the row sums of K and the Jacobian's
+    diagonal offset p / D (``self_weight``: diag = self_weight - row_sum). The convolution is
+    summed directly (M^2 per matvec): for small grids. Stops and returns as
+    :func:`window_cg`."""
+    x, steps, r_norm = _row_outputs(b)
+    _grid_cg(base, frac, kernel, row_sum, float(self_weight), b.dtype.type(lam), b, target,
+             int(max_iter), x, steps, r_norm)  # fmt: skip
+    return x, steps, r_norm
+
+
+def _row_outputs(b):
+    rows = b.shape[0]
+    return np.empty_like(b), np.zeros(rows, dtype=np.int32), np.zeros(rows, dtype=np.float64)

@@ -29,6 +29,9 @@ __all__ = ["GridCoupling"]
 
 _PAD = 3  # empty nodes kept on each side of a row's range
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+# the most grid nodes for which the Newton and backward systems are solved a row at a time with
+# the convolution summed directly (M^2 per matvec; above it, the batched CG with the FFT)
+_ROW_CG_NODES = 128
 
 
 def _fft_size(n: int) -> int:
@@ -218,7 +221,7 @@ class GridCoupling(PreciseCoupling):
         points, h, nodes = self._stencil(z)
         k_hat, size = self._kernels(h, nodes, torch.float64, which)
         q_hat = torch.fft.rfft(points.deposit(None, z.shape[1], nodes), n=size)
-        return points, nodes, size, q_hat, k_hat
+        return points, nodes, size, q_hat, k_hat, h
 
     @staticmethod
     def _read(q_hat, kernel_hat, size, nodes, points, diag=None, v=None) -> Tensor:
@@ -233,17 +236,25 @@ class GridCoupling(PreciseCoupling):
         return self._linearize(self._cast(z), jacobian=z.dtype)
 
     def _linearize(self, z: Tensor, jacobian: torch.dtype | None = None) -> Linearization:
-        points, nodes, size, q_hat, k_hat = self._unit_grids(z, "ts")
+        points, nodes, size, q_hat, k_hat, h = self._unit_grids(z, "ts")
         B = self._read(q_hat, k_hat[0], size, nodes, points)
         row_sum = self._read(q_hat, k_hat[1], size, nodes, points)
         kernel = k_hat[1]
         if jacobian is not None:  # B read in full precision, then everything in z's dtype
             B, row_sum, points = B.to(jacobian), row_sum.to(jacobian), points.to(jacobian)
             kernel = kernel.to(torch.promote_types(jacobian, torch.complex64))
-        return self._assemble(B, row_sum, points, kernel, nodes, size, jacobian is not None)
+        return self._assemble(B, row_sum, points, kernel, nodes, size, jacobian is not None, h)
 
     def _assemble(
-        self, B, row_sum, points: _Points, kernel_hat, nodes: int, size: int, split: bool = False
+        self,
+        B,
+        row_sum,
+        points: _Points,
+        kernel_hat,
+        nodes: int,
+        size: int,
+        split: bool = False,
+        h: Tensor | None = None,
     ) -> Linearization:
         """The linearization from B, the row sums of K, the stencil and the transformed sech^2
         kernel (one row shared by all, or one per row). Its matvec runs in the points' dtype,
@@ -259,18 +270,38 @@ class GridCoupling(PreciseCoupling):
         def subset(rows: Tensor) -> Linearization:
             kernel = kernel_hat if kernel_hat.shape[0] == 1 else kernel_hat[rows]
             part = (B[rows], row_sum[rows], points.take(rows))
-            return self._assemble(*part, kernel, nodes, size, split)
+            return self._assemble(*part, kernel, nodes, size, split, spacing(rows))
+
+        def spacing(rows: Tensor) -> Tensor | None:
+            return h if h is None or h.shape[0] == 1 else h[rows]
+
+        def solve(lam: float, b: Tensor, target: Tensor, max_iter: int):
+            # CG a row at a time, the convolution summed directly on grids of up to
+            # _ROW_CG_NODES nodes (compiled.grid_cg; docs/performance.md, "A fifth round")
+            if h is None or nodes > _ROW_CG_NODES or not points.compiled:
+                return None
+            if b.dtype not in _NUMPY or not compiled.enabled() or b.device.type != "cpu":
+                return None
+            m = torch.arange(nodes, dtype=torch.float64)
+            spacings = h[:1] if bool((h == h[0]).all()) else h  # one kernel where it is shared
+            kernel_s = self.p * (1.0 - torch.tanh(self.p * spacings[:, None] * m) ** 2)
+            x, steps, r_norm = compiled.grid_cg(
+                points.index.numpy(), points.weights.numpy(), kernel_s.numpy(),
+                row_sum.to(b.dtype).contiguous().numpy(), self.p / B.shape[1], lam,
+                b.contiguous().numpy(), target.double().contiguous().numpy(), max_iter,
+            )  # fmt: skip
+            return torch.from_numpy(x), torch.from_numpy(steps), torch.from_numpy(r_norm)
 
         diag = self.p / B.shape[1] - row_sum
-        return Linearization(B=B, diag=diag, matvec=matvec, subset=subset)
+        return Linearization(B=B, diag=diag, matvec=matvec, subset=subset, solve=solve)
 
     def _linearize_flat(self, z: Tensor) -> Linearization:
         return uniform_flat(self.p, z)
 
     def _cross(self, z: Tensor) -> Tensor:
-        points, nodes, size, q_hat, k_hat = self._unit_grids(z, "t")
+        points, nodes, size, q_hat, k_hat, _ = self._unit_grids(z, "t")
         return self._read(q_hat, k_hat[0], size, nodes, points)
 
     def _energy(self, z: Tensor) -> Tensor:
-        points, nodes, size, q_hat, k_hat = self._unit_grids(z, "e")
+        points, nodes, size, q_hat, k_hat, _ = self._unit_grids(z, "e")
         return self._read(q_hat, k_hat[0], size, nodes, points).sum(-1)

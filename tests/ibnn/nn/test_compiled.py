@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ibnn import IBNNConv2d
-from ibnn.nn import compiled, solvers
+from ibnn.nn import compiled, grid, solvers
 from ibnn.nn.coupling import DenseCoupling, Jacobi, WindowCoupling
 from ibnn.nn.grid import GridCoupling
 from ibnn.nn.solvers import cg
@@ -219,7 +219,7 @@ def test_warm_up_compiles_every_loop_for_both_dtypes(monkeypatch):
     monkeypatch.setenv("IBNN_COMPILED", "1")
     compiled.warm_up()
     loops = (compiled._deposit, compiled._gather_minus, compiled._window_matvec,
-             compiled._cg_advance, compiled._window_cg)  # fmt: skip
+             compiled._cg_advance, compiled._window_cg, compiled._grid_cg)  # fmt: skip
     signatures = [len(f.signatures) for f in loops]
     assert all(n >= 2 for n in signatures), signatures
 
@@ -295,3 +295,35 @@ def test_solve_jacobian_takes_the_window_row_solver_only_on_the_compiled_path(mo
         assert steps == int(report["row_steps"].max()) > 0
         assert report["relative_residual"] <= 1e-5
         assert float((x.double() - exact).abs().max()) <= 1e-4 * float(exact.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("lam", [-1.0, -3.0])
+def test_grid_cg_solves_each_rows_system_as_the_batched_cg(monkeypatch, dtype, lam):
+    """The compiled row-by-row CG of the grid (the convolution summed directly): every row's
+    residual against the grid's own (FFT) matvec at its target, the batched CG's solution, a
+    zero row without a step, a NaN row NaN; grids above _ROW_CG_NODES go to the batched CG."""
+    monkeypatch.setenv("IBNN_COMPILED", "1")
+    gen = torch.Generator().manual_seed(13)
+    z = (torch.randn(6, 300, generator=gen, dtype=torch.float64) * 0.04).to(dtype)
+    z[1] *= 2.0  # a wider row: a grid of more nodes
+    coupling = GridCoupling(10.0, dtype=torch.float64, split_jacobian=dtype == torch.float32)
+    lin = coupling.linearize(z)
+    b = torch.randn(6, 300, generator=gen, dtype=torch.float64).to(dtype)
+    b[2] = 0.0
+    b[4, 9] = float("nan")
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    target = rtol * b.norm(dim=-1)
+    x, row_steps, r_norm = lin.solve(lam, b, target, 300)
+    ok = torch.tensor([i not in (2, 4) for i in range(6)])
+    true = (x + lam * lin.matvec(x) - b)[ok].norm(dim=-1)
+    rounding = 50 * torch.finfo(dtype).eps * b[ok].norm(dim=-1)
+    assert bool((true <= 1.01 * target[ok] + rounding).all())
+    assert int(row_steps[2]) == 0 and bool((x[2] == 0).all())
+    assert bool(x[4].isnan().all()) and bool(torch.isfinite(x[ok]).all())
+    matvec, _, _ = solvers.jacobian_system(lin, lam)
+    x_b, _ = cg(matvec, b, Jacobi(1.0 / (1.0 + lam * lin.diag)), rtol, 0.0, 300)
+    scale = float(x_b[ok].abs().max())
+    assert float((x[ok] - x_b[ok]).abs().max()) <= 100 * rtol * scale
+    monkeypatch.setattr(grid, "_ROW_CG_NODES", 8)
+    assert coupling.linearize(z).solve(lam, b, target, 300) is None
