@@ -636,25 +636,31 @@ def _grid_cg(base, frac, kernel, row_sum, self_weight, lam, b, target, max_iter,
         xr = x[row]
         br_base = base[row]
         br_frac = frac[row]
+        lo = nodes
+        hi = 0
         for i in range(units):
             diag[i] = self_weight - total[i]
+            lo = min(lo, br_base[i] - 1)
+            hi = max(hi, br_base[i] + 3)
         norm = _row_start(b[row], xr, r, inv, diag, lam)
         rs = 1.0
         n = 0
         while norm > target[row] and n < max_iter:
             rs = _row_direction(r, inv, s, d, rs, n == 0)
             # a = (dB/dz) d: d / D deposited on the grid, convolved with the kernel (direct
-            # sums on a small grid), read back at the points, minus row_sum d
-            q[:] = 0.0
+            # sums over the nodes lo .. hi - 1 that the row's points touch), read back at the
+            # points, minus row_sum d
+            q[lo:hi] = 0.0
             for i in range(units):
                 _spread(q, br_base[i], br_frac[i], d[i] * scale)
-            g[:] = 0.0
-            for j in range(nodes):
+            touched = g[lo:hi]  # slices from 0: a loop from lo kept LLVM from vectorising
+            touched[:] = 0.0
+            for j in range(lo, hi):
                 qj = q[j]
                 if qj != 0.0:
-                    w = wide[nodes - 1 - j :]
-                    for i in range(nodes):
-                        g[i] += qj * w[i]
+                    w = wide[nodes - 1 - j + lo :]
+                    for i in range(hi - lo):
+                        touched[i] += qj * w[i]
             for i in range(units):
                 a[i] = _interpolate(g, br_base[i], br_frac[i]) - total[i] * d[i]
             norm = _row_advance(xr, r, d, a, rs, lam)
@@ -682,7 +688,8 @@ def grid_cg(base, frac, kernel, row_sum, self_weight: float, lam: float, b, targ
     grid: the stencil (``base``, ``frac``, as :func:`stencil` gives them), the sech^2 kernel
     at node offsets 0 .. M-1 (float64, (R or 1, M)), the row sums of K and the Jacobian's
     diagonal offset p / D (``self_weight``: diag = self_weight - row_sum). The convolution is
-    summed directly (M^2 per matvec): for small grids. Stops and returns as
+    summed directly over the nodes a row's points touch (their number squared per matvec):
+    for small grids. Stops and returns as
     :func:`window_cg`."""
     x, steps, r_norm = _row_outputs(b)
     _grid_cg(base, frac, kernel, row_sum, float(self_weight), b.dtype.type(lam), b, target,

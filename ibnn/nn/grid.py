@@ -30,8 +30,11 @@ __all__ = ["GridCoupling"]
 _PAD = 3  # empty nodes kept on each side of a row's range
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 # the most grid nodes for which the Newton and backward systems are solved a row at a time with
-# the convolution summed directly (M^2 per matvec; above it, the batched CG with the FFT)
-_ROW_CG_NODES = 128
+# the convolution summed directly (the square of the nodes a row touches per matvec; above it,
+# the batched CG with the FFT). 384 rows at lam = -0.3, row loop against batched, two runs:
+# 176 nodes 9.6 / 11.8 and 12.2 / 16.5 ms, 246 nodes 13.5 / 12.1 and 12.5 / 14.0 ms,
+# 337 nodes 20.6 / 15.3 and 16.6 / 14.9 ms, 804 nodes 71 / 29 ms
+_ROW_CG_NODES = 224
 
 
 def _fft_size(n: int) -> int:
