@@ -574,14 +574,8 @@ def _row_finish(xr, norm, row, steps, r_norm, n):
 @_jit(reassociate=True)
 def _window_cg(k, shifts, row_sum, lam, b, target, max_iter, x, steps, r_norm):
     rows, n_off, units = k.shape
-    r = np.empty(units, dtype=b.dtype)
-    d, s, a, inv, diag = (
-        np.empty_like(r),
-        np.empty_like(r),
-        np.empty_like(r),
-        np.empty_like(r),
-        np.empty_like(r),
-    )
+    work = np.empty((6, units), dtype=b.dtype)
+    r, d, s, a, inv, diag = work[0], work[1], work[2], work[3], work[4], work[5]
     for row in range(rows):
         kr = k[row]
         total = row_sum[row]
@@ -615,14 +609,8 @@ def _grid_cg(base, frac, kernel, row_sum, self_weight, lam, b, target, max_iter,
              r_norm):  # fmt: skip
     rows, units = b.shape
     nodes = kernel.shape[1]
-    r = np.empty(units, dtype=b.dtype)
-    d, s, a, inv, diag = (
-        np.empty_like(r),
-        np.empty_like(r),
-        np.empty_like(r),
-        np.empty_like(r),
-        np.empty_like(r),
-    )
+    work = np.empty((6, units), dtype=b.dtype)
+    r, d, s, a, inv, diag = work[0], work[1], work[2], work[3], work[4], work[5]
     q = np.empty(nodes + 3, dtype=np.float64)
     g = np.empty(nodes + 3, dtype=np.float64)
     wide = np.empty(2 * nodes - 1, dtype=np.float64)  # the kernel at offsets -(M-1) .. M-1

@@ -124,17 +124,22 @@ def test_compiled_window_equals_the_pytorch_window(monkeypatch, extent, height, 
         assert float((a - b).abs().max()) <= 4e-6 * max(float(a.abs().max()), 1.0), name
 
 
-def test_compiled_window_matches_the_dense_window_matrix():
-    height, width, extent = 9, 11, 5
-    gen = torch.Generator().manual_seed(5)
-    z = (torch.randn(3, height * width, generator=gen) * 0.3).double()
-    v = torch.randn(3, height * width, generator=gen).double()
+def _dense_window(height: int, width: int, extent: int) -> torch.Tensor:
+    """(D, D) float64 w_ik = 1/k^2 for units i != k within the k x k window (brute force)."""
     ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     r = extent // 2
     w = ((ys[:, None] - ys[None, :]).abs() <= r) & ((xs[:, None] - xs[None, :]).abs() <= r)
     w = w.double() / extent**2
-    w.fill_diagonal_(0.0)
+    return w.fill_diagonal_(0.0)
+
+
+def test_compiled_window_matches_the_dense_window_matrix():
+    height, width, extent = 9, 11, 5
+    gen = torch.Generator().manual_seed(5)
+    z = (torch.randn(3, height * width, generator=gen) * 0.3).double()
+    v = torch.randn(3, height * width, generator=gen).double()
+    w = _dense_window(height, width, extent)
     diff = z[:, None, :] - z[:, :, None]  # (R, i, k): z_k - z_i
     B = (w * torch.tanh(10.0 * diff)).sum(-1)
     K = w * 10.0 / torch.cosh(10.0 * diff) ** 2
@@ -230,12 +235,7 @@ def _window_system(dtype: torch.dtype, extent: int, lam: float, seed: int):
     height, width = 9, 11
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(8, height * width, generator=gen, dtype=torch.float64) * 0.3
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    ys, xs = ys.reshape(-1), xs.reshape(-1)
-    r = extent // 2
-    w = ((ys[:, None] - ys[None, :]).abs() <= r) & ((xs[:, None] - xs[None, :]).abs() <= r)
-    w = w.double() / extent**2
-    w.fill_diagonal_(0.0)
+    w = _dense_window(height, width, extent)
     K = w * 10.0 / torch.cosh(10.0 * (z[:, None, :] - z[:, :, None])) ** 2
     J = K - torch.diag_embed(K.sum(-1))
     H = torch.eye(height * width, dtype=torch.float64) + lam * J
