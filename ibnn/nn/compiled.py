@@ -677,8 +677,7 @@ def grid_cg(base, frac, kernel, row_sum, self_weight: float, lam: float, b, targ
     at node offsets 0 .. M-1 (float64, (R or 1, M)), the row sums of K and the Jacobian's
     diagonal offset p / D (``self_weight``: diag = self_weight - row_sum). The convolution is
     summed directly over the nodes a row's points touch (their number squared per matvec):
-    for small grids. Stops and returns as
-    :func:`window_cg`."""
+    for small grids. Stops and returns as :func:`window_cg`."""
     x, steps, r_norm = _row_outputs(b)
     _grid_cg(base, frac, kernel, row_sum, float(self_weight), b.dtype.type(lam), b, target,
              int(max_iter), x, steps, r_norm)  # fmt: skip

@@ -15,8 +15,8 @@ Solvers:
 - ``"newton"`` (default): Newton's method on F(z) = z - y + lam B(z). Each step solves
   (I + lam dB/dz) d = -F with preconditioned CG (the matrix is symmetric positive
   definite for lam < 1/(2p); Jacobi, or the coupling's own preconditioner, see
-  :meth:`ibnn.nn.coupling.Linearization.preconditioner`; a window's systems on the CPU a row at
-  a time, :func:`solve_jacobian`) and backtracks per row on ||F||_2
+  :meth:`ibnn.nn.coupling.Linearization.preconditioner`; on the CPU a window's and a small
+  grid's systems a row at a time, :func:`solve_jacobian`) and backtracks per row on ||F||_2
   (the Newton direction is a descent direction of ||F||^2), so it converges across lam in
   [-10, 1/(2p)). The line search starts from a full step, or, for windows, where that lands
   more than 10% away from the energy's minimum along the step, from one secant step on the
@@ -274,7 +274,7 @@ def solve_jacobian(
 ) -> tuple[Tensor, int]:
     """x solving (I + lam dB/dz) x = b at ``lin`` (a Newton step's system, the implicit
     backward's) by preconditioned CG: the coupling's own row-by-row CG where it has one for b
-    (:attr:`Linearization.solve`: a window's compiled loop), else :func:`cg` with
+    (:attr:`Linearization.solve`: a window's or a small grid's compiled loop), else :func:`cg` with
     :func:`jacobian_system`'s operators. Arguments and returns as :func:`cg`'s; each row stops
     once ||r||_2 <= max(rtol ||b||_2, atol)."""
     if lin.solve is not None:
