@@ -381,43 +381,46 @@ def window_matvec(k: np.ndarray, shifts: np.ndarray, row_sum: np.ndarray, v: np.
 
 
 @_jit(reassociate=True)
+def _step(xr, rr, dr, ar, rs):
+    """One row's step: alpha = rs / (d.a) (0 where d.a <= 0), x += alpha d, r -= alpha a;
+    returns ||r||."""
+    units = xr.shape[0]
+    curv = 0.0
+    for i in range(units):
+        curv += dr[i] * ar[i]
+    alpha = rs / curv if curv > 0.0 else 0.0
+    total = 0.0
+    for i in range(units):
+        xr[i] += alpha * dr[i]
+        rr[i] -= alpha * ar[i]
+        total += rr[i] * rr[i]
+    return math.sqrt(total)
+
+
+@_jit(reassociate=True)
+def _turn(sr, dr, rs_new, rs):
+    """One row's new direction: d = s + (rs_new / rs) d (d = s where rs <= 0)."""
+    beta = rs_new / rs if rs > 0.0 else 0.0
+    for i in range(sr.shape[0]):
+        dr[i] = sr[i] + beta * dr[i]
+
+
+@_jit(reassociate=True)
 def _cg_advance(x, r, d, a, rs, active, r_norm):
-    rows, units = x.shape
-    for row in range(rows):
-        if not active[row]:
-            continue
-        xr = x[row]
-        rr = r[row]
-        dr = d[row]
-        ar = a[row]
-        curv = 0.0
-        for i in range(units):
-            curv += dr[i] * ar[i]
-        alpha = rs[row] / curv if curv > 0.0 else 0.0
-        total = 0.0
-        for i in range(units):
-            xr[i] += alpha * dr[i]
-            rr[i] -= alpha * ar[i]
-            total += rr[i] * rr[i]
-        r_norm[row] = math.sqrt(total)
+    for row in range(x.shape[0]):
+        if active[row]:
+            r_norm[row] = _step(x[row], r[row], d[row], a[row], rs[row])
 
 
 @_jit(reassociate=True)
 def _cg_direction(r, s, d, rs, active):
-    rows, units = r.shape
-    for row in range(rows):
-        if not active[row]:
-            continue
-        rr = r[row]
-        sr = s[row]
-        dr = d[row]
-        total = 0.0
-        for i in range(units):
-            total += rr[i] * sr[i]
-        beta = total / rs[row] if rs[row] > 0.0 else 0.0
-        for i in range(units):
-            dr[i] = sr[i] + beta * dr[i]
-        rs[row] = total
+    for row in range(r.shape[0]):
+        if active[row]:
+            total = 0.0
+            for i in range(r.shape[1]):
+                total += r[row, i] * s[row, i]
+            _turn(s[row], d[row], total, rs[row])
+            rs[row] = total
 
 
 @_jit(reassociate=True)
@@ -539,9 +542,7 @@ def _row_direction(r, inv, s, d, rs, first):
     if first:
         d[:] = s
     else:
-        beta = rs_new / rs if rs > 0.0 else 0.0
-        for i in range(units):
-            d[i] = s[i] + beta * d[i]
+        _turn(s, d, rs_new, rs)
     return rs_new
 
 
@@ -549,18 +550,9 @@ def _row_direction(r, inv, s, d, rs, first):
 def _row_advance(xr, r, d, a, rs, lam):
     """a = d + lam a (a held (dB/dz) d), alpha = rs / (d.a) (0 where d.a <= 0), x += alpha d,
     r -= alpha a; returns ||r||."""
-    units = r.shape[0]
-    curv = 0.0
-    for i in range(units):
+    for i in range(r.shape[0]):
         a[i] = d[i] + lam * a[i]
-        curv += d[i] * a[i]
-    alpha = rs / curv if curv > 0.0 else 0.0
-    norm = 0.0
-    for i in range(units):
-        xr[i] += alpha * d[i]
-        r[i] -= alpha * a[i]
-        norm += r[i] * r[i]
-    return math.sqrt(norm)
+    return _step(xr, r, d, a, rs)
 
 
 @_jit
